@@ -1,0 +1,44 @@
+#pragma once
+
+// The "always on" header rules of CONFIG.md for a request going upstream and
+// a response coming back, and the decision of who the client is.
+
+#include <string>
+#include <string_view>
+
+#include "proxy/http/h1_parser.h"
+#include "proxy/util/cidr.h"
+
+namespace ward::http {
+
+// The client IP: the socket peer, unless the peer is in `trusted`, in which
+// case X-Forwarded-For is walked from the right, skipping trusted addresses;
+// the first untrusted one is the client (all trusted: the leftmost). Garbage
+// entries stop the walk at the last good address.
+util::IpAddress decide_client_ip(const HeaderList& headers, const util::IpAddress& peer,
+                                 const util::CidrSet& trusted);
+
+struct ForwardContext {
+  util::IpAddress peer;        // socket peer (or PROXY protocol source)
+  util::IpAddress client;      // from decide_client_ip
+  bool peer_trusted = false;   // peer in trusted_proxies
+  bool tls = false;            // the downstream connection is TLS
+};
+
+// Removes hop-by-hop fields: Connection and every name it lists, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Transfer-Encoding, and Upgrade (kept, with
+// "Connection: upgrade", when head.upgrade_websocket). Then:
+//  - X-Forwarded-For: from a trusted peer, the incoming list with the peer
+//    appended; from anyone else the incoming value is dropped (it could be
+//    forged) and the peer alone is written;
+//  - X-Forwarded-Proto / X-Forwarded-Host: kept from a trusted peer when
+//    present, otherwise set to "https"/"http" and the Host header;
+//  - X-Real-IP: the decided client IP.
+// Host is kept as received.
+void prepare_upstream_request(RequestHead& head, const ForwardContext& ctx);
+
+// Removes hop-by-hop fields from an upstream response (as above; Upgrade is
+// kept on a 101 Switching Protocols).
+void prepare_downstream_response(ResponseHead& head);
+
+}  // namespace ward::http

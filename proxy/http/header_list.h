@@ -1,0 +1,72 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ward::http {
+
+// Case-insensitive ASCII comparison of header names and tokens.
+bool iequals(std::string_view a, std::string_view b);
+
+// True when the comma-separated list `value` contains `token` (case-insensitive,
+// optional whitespace around elements): has_token("keep-alive, Upgrade", "upgrade").
+bool has_token(std::string_view value, std::string_view token);
+
+// Ordered header fields stored in one arena string that keeps its capacity
+// across clear(): a connection reuses one HeaderList for every request, so a
+// request in steady state allocates nothing for its headers. Views returned
+// by get()/iteration are valid until the next add()/set().
+class HeaderList {
+ public:
+  struct Field {
+    std::string_view name;
+    std::string_view value;
+  };
+
+  void clear();
+  void add(std::string_view name, std::string_view value);
+  // Replaces every field named `name` by one field (appended at the end).
+  void set(std::string_view name, std::string_view value);
+  // Removes every field named `name`; returns how many were removed.
+  size_t remove(std::string_view name);
+  // First field named `name`.
+  std::optional<std::string_view> get(std::string_view name) const;
+  size_t count(std::string_view name) const;
+  size_t size() const;  // live fields
+  bool empty() const { return size() == 0; }
+  // Bytes of all live names and values (a bound for serialising).
+  size_t byte_size() const;
+
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& e : entries_) {
+      if (!e.removed) {
+        f(Field{view(e.name_off, e.name_len), view(e.value_off, e.value_len)});
+      }
+    }
+  }
+
+  // Appends "Name: value\r\n" for every live field.
+  void serialize_to(std::string& out) const;
+
+ private:
+  struct Entry {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t value_off;
+    uint32_t value_len;
+    bool removed;
+  };
+  std::string_view view(uint32_t off, uint32_t len) const {
+    return std::string_view(arena_.data() + off, len);
+  }
+
+  std::string arena_;
+  std::vector<Entry> entries_;
+  size_t removed_ = 0;
+};
+
+}  // namespace ward::http

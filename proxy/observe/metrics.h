@@ -1,0 +1,81 @@
+#pragma once
+
+// Prometheus metrics with per-worker shards.
+//
+// Families are registered once at start-up (main thread, before workers run)
+// and live as long as the Registry. Updates name a shard (the worker index;
+// the main thread uses shard 0 only for main-thread metrics such as reload
+// counters, which are not on the request path). A shard is written by one
+// thread only and read by the scraper:
+//   - the owning thread finds a series in a map only it touches (no lock);
+//   - a new series is created by the owning thread and published to the
+//     scraper under the shard's mutex (once per label set, not per request);
+//   - values are relaxed atomics, so the scraper reads without stopping anyone.
+// render() sums every shard and writes the text exposition format 0.0.4.
+
+#include <atomic>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ward::observe {
+
+using Labels = std::initializer_list<std::string_view>;
+
+class CounterFamily {
+ public:
+  virtual ~CounterFamily() = default;
+  // Label values in the order of the family's label names.
+  virtual void inc(size_t shard, Labels labels, uint64_t n = 1) = 0;
+  // Sum over shards (for tests and /upstreams); 0 when the series does not exist.
+  virtual uint64_t value(Labels labels) const = 0;
+};
+
+class GaugeFamily {
+ public:
+  virtual ~GaugeFamily() = default;
+  virtual void add(size_t shard, Labels labels, int64_t delta) = 0;
+  // Sets this shard's part (other shards keep theirs); for main-thread gauges.
+  virtual void set(size_t shard, Labels labels, int64_t v) = 0;
+  virtual int64_t value(Labels labels) const = 0;
+};
+
+class HistogramFamily {
+ public:
+  virtual ~HistogramFamily() = default;
+  virtual void observe(size_t shard, Labels labels, double v) = 0;
+  virtual uint64_t count(Labels labels) const = 0;
+};
+
+class Registry {
+ public:
+  explicit Registry(size_t shards);
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  size_t shards() const;
+
+  // The returned reference stays valid for the Registry's lifetime.
+  CounterFamily& counter(std::string name, std::string help, std::vector<std::string> label_names);
+  GaugeFamily& gauge(std::string name, std::string help, std::vector<std::string> label_names);
+  HistogramFamily& histogram(std::string name, std::string help,
+                             std::vector<std::string> label_names, std::vector<double> bounds);
+
+  // Text exposition format 0.0.4: # HELP, # TYPE, series sorted by name then
+  // labels, label values escaped (\\, \", \n), histograms with cumulative
+  // _bucket{le=...} including le="+Inf", _sum and _count.
+  std::string render() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Default latency buckets in seconds (5ms .. 10s).
+std::vector<double> default_latency_buckets();
+
+}  // namespace ward::observe

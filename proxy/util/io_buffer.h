@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace ward::util {
+
+// A fixed-capacity read buffer: bytes [begin, end) are data not yet consumed,
+// [end, capacity) is free space to read into. Allocated once per connection;
+// compact() moves the unread tail to the front so a long-lived keep-alive
+// connection never reallocates.
+class IoBuffer {
+ public:
+  explicit IoBuffer(size_t capacity) : data_(new char[capacity]), capacity_(capacity) {}
+
+  std::string_view data() const { return {data_.get() + begin_, end_ - begin_}; }
+  size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  size_t capacity() const { return capacity_; }
+
+  // Free space after the data; compacts first when the tail is short.
+  char* write_ptr() {
+    if (capacity_ - end_ < capacity_ / 4 && begin_ > 0) {
+      compact();
+    }
+    return data_.get() + end_;
+  }
+  size_t write_space() const { return capacity_ - end_; }
+  bool full() const { return begin_ == 0 && end_ == capacity_; }
+  void commit(size_t n) { end_ += n; }
+
+  void consume(size_t n) {
+    begin_ += n;
+    if (begin_ == end_) {
+      begin_ = end_ = 0;
+    }
+  }
+  void compact() {
+    if (begin_ > 0) {
+      std::memmove(data_.get(), data_.get() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+  }
+  void clear() { begin_ = end_ = 0; }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t capacity_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
+}  // namespace ward::util
