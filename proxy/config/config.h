@@ -36,7 +36,7 @@ struct Mark {
 struct Address {
   std::string host;  // "" for ":8080" (all interfaces); no brackets around v6
   uint16_t port = 0;
-  bool host_is_ip = false;  // false: a DNS name to resolve
+  bool host_is_ip = false;  // false: a DNS name to resolve; true also for "" (nothing to resolve)
   std::string text;         // as written, for logs and metrics labels
 };
 
@@ -115,6 +115,7 @@ struct Route {
   std::string upstream;
   bool strip_prefix = false;
   std::vector<FilterSpec> filters;
+  Mark mark;  // the route's map in the file
 };
 
 enum class Balance { round_robin, least_conn, random_two, ip_hash };
@@ -152,6 +153,7 @@ struct Upstream {
   std::string tls_server_name;
   std::optional<HealthCheck> health_check;
   std::optional<Passive> passive;
+  Mark mark;  // the upstream's name in the file
 };
 
 struct Config {

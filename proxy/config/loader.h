@@ -35,11 +35,11 @@ EnvLookup process_env();
 // Which optional features the binary has built. A key whose feature is off is
 // rejected with "<key> is not supported yet" instead of being ignored.
 struct Features {
-  bool tls = false;             // listeners[].tls, upstreams.*.tls
-  bool proxy_protocol = false;  // listeners[].proxy_protocol: true
-  bool health_checks = false;   // upstreams.*.health_check
-  bool passive = false;         // upstreams.*.passive
-  bool dns = false;             // upstream server addresses that are DNS names
+  bool tls = false;                  // listeners[].tls, upstreams.*.tls
+  bool proxy_protocol = false;       // listeners[].proxy_protocol: true
+  bool health_checks = false;        // upstreams.*.health_check
+  bool passive = false;              // upstreams.*.passive
+  bool dns = false;                  // upstream server addresses that are DNS names
   std::vector<std::string> filters;  // filter names the registry knows
 };
 

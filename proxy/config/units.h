@@ -20,8 +20,8 @@ std::optional<uint64_t> parse_size(std::string_view text);
 // "30/minute", "100/second", "5000/hour" (also /min, /s, /h): events per second.
 struct Rate {
   double per_second = 0;
-  uint64_t count = 0;     // as written: 30 in "30/minute"
-  Duration period{0};     // as written: 1 minute in "30/minute"
+  uint64_t count = 0;  // as written: 30 in "30/minute"
+  Duration period{0};  // as written: 1 minute in "30/minute"
 };
 std::optional<Rate> parse_rate(std::string_view text);
 
