@@ -28,9 +28,10 @@ struct ForwardContext {
 // Removes hop-by-hop fields: Connection and every name it lists, Keep-Alive,
 // Proxy-Connection, TE, Trailer, Transfer-Encoding, and Upgrade (kept, with
 // "Connection: upgrade", when head.upgrade_websocket). Then:
-//  - X-Forwarded-For: from a trusted peer, the incoming list with the peer
-//    appended; from anyone else the incoming value is dropped (it could be
-//    forged) and the peer alone is written;
+//  - X-Forwarded-For: the incoming list (joined into one field) with the
+//    peer appended, from any peer, as CONFIG.md says ("appends the client");
+//    whether the list is believed is decided by decide_client_ip, which is
+//    what X-Real-IP, logs and filters use;
 //  - X-Forwarded-Proto / X-Forwarded-Host: kept from a trusted peer when
 //    present, otherwise set to "https"/"http" and the Host header;
 //  - X-Real-IP: the decided client IP.

@@ -23,13 +23,13 @@ namespace ward::http {
 
 enum class ParseStatus {
   ok,
-  incomplete,          // need more bytes
-  bad_request,         // 400: malformed or ambiguous; close the connection
-  uri_too_long,        // 414: the request line alone is over max_uri_size
-  header_too_large,    // 431: the head is over max_header_size
-  not_implemented,     // 501: a well-formed transfer coding other than chunked
-  version_unsupported, // 505: not HTTP/1.0 or HTTP/1.1
-  bad_response,        // 502: an upstream response we refuse to relay
+  incomplete,           // need more bytes
+  bad_request,          // 400: malformed or ambiguous; close the connection
+  uri_too_long,         // 414: the request line alone is over max_uri_size
+  header_too_large,     // 431: the head is over max_header_size
+  not_implemented,      // 501: a well-formed transfer coding other than chunked
+  version_unsupported,  // 505: not HTTP/1.0 or HTTP/1.1
+  bad_response,         // 502: an upstream response we refuse to relay
 };
 
 // A short fixed reason for logs ("content-length and transfer-encoding").
@@ -69,11 +69,11 @@ struct RequestHead {
   HeaderList headers;
 
   // Framing and connection semantics, derived by parse_request_head:
-  BodyKind body = BodyKind::none;   // never until_close for requests
-  uint64_t content_length = 0;      // when body == content_length
-  bool keep_alive = true;           // HTTP/1.1 default, "Connection: close", 1.0 rules
-  bool expect_continue = false;     // "Expect: 100-continue"
-  bool upgrade_websocket = false;   // Upgrade: websocket + Connection: upgrade (GET)
+  BodyKind body = BodyKind::none;  // never until_close for requests
+  uint64_t content_length = 0;     // when body == content_length (may be 0)
+  bool keep_alive = true;          // HTTP/1.1 default, "Connection: close", 1.0 rules
+  bool expect_continue = false;    // "Expect: 100-continue"
+  bool upgrade_websocket = false;  // Upgrade: websocket + Connection: upgrade (GET)
 
   void clear();
   std::string_view path() const;   // target up to '?', "/" for "*"
@@ -98,12 +98,17 @@ struct ResponseHead {
 // Rejects with bad_request (and a reason): bare LF or CR, obs-fold, a space
 // before the colon, empty or non-token field names, CTL bytes other than HTAB
 // in values, NUL anywhere, a missing or duplicated Host in HTTP/1.1 (RFC 9112
-// 3.2), Content-Length together with Transfer-Encoding (RFC 9112 6.1),
+// 3.2), more than 64 Connection options (each costs a pass when forwarding),
+// Content-Length together with Transfer-Encoding (RFC 9112 6.1),
 // differing or malformed Content-Length values (identical duplicates, also as
 // "5, 5", are accepted as one), Transfer-Encoding that is not a list ending in
 // chunked, chunked applied twice, or a TE header on HTTP/1.0. A request-target
 // over max_uri_size is uri_too_long; a well-formed coding other than chunked
 // (gzip, deflate, compress, identity) is not_implemented.
+// Also: one empty line before the request-line is skipped (RFC 9112 2.2); a
+// Host value outside RFC 3986 host syntax is bad_request; an absolute-form
+// target replaces Host by its authority (RFC 9112 3.2.2), userinfo in it is
+// bad_request; duplicate Content-Length values are rewritten as one field.
 ParseError parse_request_head(std::string_view head, const HeadLimits& limits, RequestHead& out);
 
 // Parses a complete response head from an upstream. `request_method` decides
@@ -121,10 +126,11 @@ ParseError parse_response_head(std::string_view head, Method request_method, Res
 class BodyDecoder {
  public:
   struct Step {
-    size_t consumed = 0;     // input bytes used; the caller drops them after using `data`
-    std::string_view data;   // body bytes, within the consumed input
-    bool done = false;       // the body is complete
-    ParseError error;        // status != ok: the body is malformed (bad chunk size...)
+    size_t consumed = 0;    // input bytes used; the caller drops them after using `data`
+    std::string_view data;  // body bytes, within the consumed input
+    bool done = false;      // the body is complete
+    ParseError error;       // status != ok: the body is malformed (bad chunk size...)
+                            // (always bad_request: map it to 502 for an upstream body)
   };
 
   BodyDecoder() = default;
@@ -138,19 +144,43 @@ class BodyDecoder {
 
   bool done() const { return done_; }
   BodyKind kind() const { return kind_; }
-  uint64_t body_bytes() const { return body_bytes_; }  // decoded body bytes so far
+  uint64_t body_bytes() const { return body_bytes_; }       // decoded body bytes so far
   uint64_t remaining_length() const { return remaining_; }  // content_length kind
 
   static constexpr size_t kMaxLine = 4096;
   static constexpr size_t kMaxTrailerSize = 16 * 1024;
 
  private:
-  enum class State { size_line, data, data_crlf, trailer, done };
+  // Chunked framing is parsed a byte at a time and consumed as it arrives
+  // (never re-scanned), so a body trickled one byte per read costs linear
+  // work. Chunk data itself is handed out as spans, not walked.
+  enum class State {
+    size_first,     // first hex digit of a chunk-size
+    size_digits,    // more hex digits, BWS, ';' or CR
+    size_ws,        // BWS after the size: only ';' may follow
+    ext,            // chunk-ext bytes, skipped up to CR
+    size_lf,        // LF ending the chunk-size line
+    data,           // `remaining_` bytes of chunk data
+    data_cr,        // CR after chunk data
+    data_lf,        // LF after chunk data
+    trailer_start,  // start of a trailer line, or CR of the final CRLF
+    trailer_name,   // field name of a trailer line
+    trailer_value,  // field value of a trailer line, up to CR
+    trailer_lf,     // LF ending a trailer line
+    final_lf,       // LF of the CRLF that ends the message
+    done,
+  };
+  Step fail(Step s, const char* reason);
+  Step feed_chunked(std::string_view input);
+  bool chunk_byte(char c, const char*& reason);
+
   BodyKind kind_ = BodyKind::none;
-  State state_ = State::size_line;
+  State state_ = State::size_first;
   uint64_t remaining_ = 0;
   uint64_t body_bytes_ = 0;
   size_t trailer_bytes_ = 0;
+  size_t line_len_ = 0;          // bytes of the current size or trailer line
+  const char* error_ = nullptr;  // set once the body was found malformed
   bool done_ = true;
 };
 

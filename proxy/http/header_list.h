@@ -30,6 +30,17 @@ class HeaderList {
   void add(std::string_view name, std::string_view value);
   // Replaces every field named `name` by one field (appended at the end).
   void set(std::string_view name, std::string_view value);
+  // Replaces every field named `name` by one field (appended at the end) whose
+  // value is their values joined by ", " followed by `element` (RFC 9110 5.3:
+  // a list header may be combined this way): X-Forwarded-For's append. Built
+  // in the arena, so it allocates nothing in steady state.
+  void append_to_list(std::string_view name, std::string_view element);
+  // For parsers, to copy a head once instead of field by field: appends
+  // `bytes` to the arena and returns the copy. add_adopted() then records a
+  // field whose name and value are views into that copy (nothing is copied
+  // again). The copy is valid until the next add()/set()/append_to_list().
+  std::string_view adopt(std::string_view bytes);
+  void add_adopted(std::string_view name, std::string_view value);
   // Removes every field named `name`; returns how many were removed.
   size_t remove(std::string_view name);
   // First field named `name`.
@@ -49,6 +60,21 @@ class HeaderList {
     }
   }
 
+  // Removes, in one pass, every field for which pred(Field) is true; returns
+  // how many were removed. Views stay valid (nothing is moved).
+  template <typename Pred>
+  size_t remove_if(Pred&& pred) {
+    size_t n = 0;
+    for (auto& e : entries_) {
+      if (!e.removed && pred(Field{view(e.name_off, e.name_len), view(e.value_off, e.value_len)})) {
+        e.removed = true;
+        ++n;
+      }
+    }
+    removed_ += n;
+    return n;
+  }
+
   // Appends "Name: value\r\n" for every live field.
   void serialize_to(std::string& out) const;
 
@@ -60,6 +86,9 @@ class HeaderList {
     uint32_t value_len;
     bool removed;
   };
+  // Appends `text` to the arena (which may move) and returns its offset.
+  // `text` may point into the arena itself.
+  uint32_t append_arena(std::string_view text);
   std::string_view view(uint32_t off, uint32_t len) const {
     return std::string_view(arena_.data() + off, len);
   }
