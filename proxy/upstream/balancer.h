@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 
 #include "proxy/config/config.h"
 #include "proxy/upstream/host_set.h"
@@ -10,9 +11,9 @@
 namespace ward::upstream {
 
 struct PickContext {
-  int64_t now_ms = 0;              // steady clock ms, for Host::available
-  uint64_t hash = 0;               // ip_hash: hash of the client IP
-  std::span<const size_t> tried;   // host indexes already tried for this request
+  int64_t now_ms = 0;             // steady clock ms, for Host::available
+  uint64_t hash = 0;              // ip_hash: hash of the client IP
+  std::span<const size_t> tried;  // host indexes already tried for this request
 };
 
 // Chooses a server. One instance per worker per upstream (not shared between
@@ -37,6 +38,11 @@ class Balancer {
 //   (weight-proportional), so adding or removing one of n servers moves only
 //   about 1/n of the clients; an unavailable server's clients go to the next
 //   server on the ring.
+//
+// `seed` makes instances differ: random_two seeds its PRNG with it, and
+// round_robin / least_conn start their rotation at `seed` modulo the number
+// of slots, so workers given different seeds (e.g. their index) do not all
+// send their first requests to the same server. Seed 0 starts at host 0.
 std::unique_ptr<Balancer> make_balancer(config::Balance kind, uint64_t seed);
 
 // A stable 64-bit hash for ip_hash keys (FNV-1a then a 64-bit mix).

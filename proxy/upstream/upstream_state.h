@@ -1,0 +1,58 @@
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "proxy/config/config.h"
+#include "proxy/upstream/host_set.h"
+
+namespace ward::upstream {
+
+// The live server list of one upstream, shared by every worker and kept
+// across reloads (keyed by upstream name in UpstreamRegistry).
+//
+// Workers read version() on every request (an acquire load of a read-mostly
+// cache line) and fetch hosts() only when it changed, so publishing a new
+// HostSet never makes a worker take the mutex on its steady-state path.
+class UpstreamState {
+ public:
+  explicit UpstreamState(std::string name) : name_(std::move(name)) {}
+
+  const std::string& name() const { return name_; }
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  std::shared_ptr<const HostSet> hosts() const {
+    std::lock_guard lock(mu_);  // guards hosts_ (publish vs. fetch)
+    return hosts_;
+  }
+  void publish(std::shared_ptr<HostSet> set);
+
+  // Stats of a server by address name; created on first use and kept while
+  // the state lives, so a reload or a DNS change does not reset counters.
+  std::shared_ptr<HostStats> stats_for(const std::string& server);
+
+ private:
+  std::string name_;
+  mutable std::mutex mu_;  // guards hosts_ and stats_
+  std::shared_ptr<const HostSet> hosts_ = std::make_shared<HostSet>();
+  std::map<std::string, std::shared_ptr<HostStats>> stats_;
+  std::atomic<uint64_t> version_{0};
+};
+
+// Owns the UpstreamState of every upstream name ever configured in this
+// process. Main thread only (load and reload); workers hold shared_ptrs.
+class UpstreamRegistry {
+ public:
+  std::shared_ptr<UpstreamState> get_or_create(const std::string& name);
+
+  // Publishes the static servers of `upstream` (IP literals; DNS names are
+  // resolved elsewhere) when they differ from what is published.
+  void apply_static(const config::Upstream& upstream);
+
+ private:
+  std::map<std::string, std::shared_ptr<UpstreamState>> states_;
+};
+
+}  // namespace ward::upstream
