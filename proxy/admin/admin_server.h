@@ -33,6 +33,11 @@ struct AdminSources {
 //   GET /config    200 application/json
 // Anything else 404 (JSON error body); a method other than GET/HEAD 405.
 // Small bounded heads (8 KiB), a 10 s timeout on every read and write.
+//
+// Thread-safety: `ioc` is run by one thread (the admin thread); stop() and the
+// destructor run on that thread or while `ioc` is not running. A callback in
+// AdminSources left empty: readiness counts as ready, metrics as an empty
+// body, the JSON documents as {}; a callback that throws gives a 500.
 class AdminServer {
  public:
   // Binds at once; throws boost::system::system_error when it cannot.

@@ -50,9 +50,11 @@ struct AccessRecord {
 // protocol, status, bytes_in, bytes_out, duration_ms, route, upstream,
 // upstream_server, upstream_duration_ms, request_id, user_agent, tls_version.
 // Empty strings are written as null for route/upstream/upstream_server/
-// request_id/tls_version. Ends with '\n'.
+// request_id/tls_version. Ends with '\n'. Both formatters append to `out`.
 void format_json(const AccessRecord& r, std::string& out);
 // Apache/nginx "combined": ip - - [10/Oct/2000:13:55:36 +0000] "GET /p?q HTTP/1.1" 200 2326 "referer" "ua"
+// Time in UTC; an empty ip/referer/user agent is "-"; '"', '\\', control
+// bytes and bytes >= 0x7f are written as \xHH (nginx's escaping).
 void format_combined(const AccessRecord& r, std::string& out);
 
 class AccessLog {
@@ -69,10 +71,16 @@ class AccessLog {
   bool enabled() const;
   // Called on worker `shard` only. Never blocks.
   void write(size_t shard, const AccessRecord& record);
-  void reopen();  // any thread
+  // Any thread; returns once the writer has reopened the file, so lines
+  // written after the call go to the new file. If the path cannot be opened
+  // the old file is kept (and write_errors() counts it).
+  void reopen();
   // Blocks until every line queued before the call is written (tests, drain).
   void flush();
   uint64_t dropped() const;
+  // Failed writes (those lines are lost), rotations and reopens (lines keep
+  // going to the file already open).
+  uint64_t write_errors() const;
 
  private:
   struct Impl;

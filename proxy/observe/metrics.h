@@ -60,6 +60,11 @@ class Registry {
   size_t shards() const;
 
   // The returned reference stays valid for the Registry's lifetime.
+  // Registering a name again returns the existing family when type and label
+  // names (and bounds) match; a mismatch or an invalid metric/label name throws
+  // std::invalid_argument. Thread-safe (may run during a scrape).
+  // An update with the wrong number of label values, or a shard >= shards(),
+  // is a programming error: it asserts in debug builds and is ignored otherwise.
   CounterFamily& counter(std::string name, std::string help, std::vector<std::string> label_names);
   GaugeFamily& gauge(std::string name, std::string help, std::vector<std::string> label_names);
   HistogramFamily& histogram(std::string name, std::string help,
@@ -67,7 +72,9 @@ class Registry {
 
   // Text exposition format 0.0.4: # HELP, # TYPE, series sorted by name then
   // labels, label values escaped (\\, \", \n), histograms with cumulative
-  // _bucket{le=...} including le="+Inf", _sum and _count.
+  // _bucket{le=...} including le="+Inf", _sum and _count. A family without
+  // labels always shows its one series (0 until updated); a labelled family
+  // with no series yet shows only its HELP and TYPE lines.
   std::string render() const;
 
  private:
