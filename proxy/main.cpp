@@ -1,0 +1,129 @@
+// ward: command line. `ward [run] [-c FILE]`, `ward check -c FILE`, `ward version`.
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "proxy/config/loader.h"
+#include "proxy/server/server.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "conf/ward.yaml";
+
+void print_usage(FILE* out) {
+  std::fprintf(out,
+               "usage: ward [run] [-c FILE]   run in the foreground (default FILE: %s)\n"
+               "       ward check -c FILE     validate FILE and exit (0 ok, 1 errors)\n"
+               "       ward version           print the version\n"
+               "       ward --help            this text\n"
+               "signals: SIGTERM/SIGINT drain and exit, SIGUSR1 reopen log files\n",
+               kDefaultConfig);
+}
+
+ward::config::LoadOptions load_options() {
+  ward::config::LoadOptions options;
+  // Features this build has; the loader rejects the keys of the others with
+  // "... is not supported yet" rather than ignoring them.
+  options.features.tls = false;
+  options.features.proxy_protocol = false;
+  options.features.health_checks = false;
+  options.features.passive = false;
+  options.features.dns = false;
+  return options;
+}
+
+ward::config::LoadResult load(const std::string& path) {
+  auto result = ward::config::load_file(path, load_options());
+  for (const auto& e : result.errors) {
+    std::fprintf(stderr, "%s\n", e.to_string().c_str());
+  }
+  return result;
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const ward::config::LoggingConfig& cfg) {
+  spdlog::sink_ptr sink;
+  if (cfg.error_log == "stdout") {
+    sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  } else if (cfg.error_log == "stderr") {
+    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  } else {
+    sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.error_log);
+  }
+  auto log = std::make_shared<spdlog::logger>("ward", sink);
+  log->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l [%n] %v", spdlog::pattern_time_type::utc);
+  log->set_level(spdlog::level::from_str(cfg.level));
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string command = "run";
+  std::string path = kDefaultConfig;
+  int i = 1;
+  if (argc > 1 && argv[1][0] != '-') {
+    command = argv[1];
+    i = 2;
+  }
+  for (; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      print_usage(stdout);
+      return 0;
+    }
+    if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
+      path = argv[++i];
+    } else if (arg == "-v" || arg == "--version") {
+      command = "version";
+    } else {
+      std::fprintf(stderr, "ward: unknown argument '%s'\n", argv[i]);
+      print_usage(stderr);
+      return 2;
+    }
+  }
+  if (command == "version") {
+    std::printf("ward %s\n", WARD_VERSION);
+    return 0;
+  }
+  if (command == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  if (command == "check") {
+    auto result = load(path);
+    if (!result.ok()) {
+      return 1;
+    }
+    std::printf("configuration ok\n");
+    return 0;
+  }
+  if (command != "run") {
+    std::fprintf(stderr, "ward: unknown command '%s'\n", command.c_str());
+    print_usage(stderr);
+    return 2;
+  }
+  auto result = load(path);
+  if (!result.ok()) {
+    std::fprintf(stderr, "ward: %zu error(s) in %s; not starting\n", result.errors.size(),
+                 path.c_str());
+    return 1;
+  }
+  std::shared_ptr<spdlog::logger> log;
+  try {
+    log = make_logger(result.config->logging);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ward: error_log %s: %s\n", result.config->logging.error_log.c_str(),
+                 e.what());
+    return 1;
+  }
+  ward::server::Server server(result.config, log);
+  return server.run();
+}

@@ -1,0 +1,99 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/http/h1_parser.h"
+#include "proxy/server/worker.h"
+#include "proxy/upstream/connection_pool.h"
+#include "proxy/util/cidr.h"
+#include "proxy/util/deadline.h"
+#include "proxy/util/io_buffer.h"
+
+namespace ward::server {
+
+// One downstream HTTP/1.1 connection: reads request heads, routes, relays
+// each request to an upstream and the response back, streaming bodies through
+// bounded buffers in both directions. Requests on a connection are handled
+// one after another, so pipelined requests are answered in order.
+//
+// Kept alive by the shared_ptr its coroutine holds; runs on its worker's
+// thread only.
+class H1Session : public std::enable_shared_from_this<H1Session> {
+ public:
+  H1Session(Worker& worker, const ListenerInfo& listener, boost::asio::ip::tcp::socket socket);
+  ~H1Session();
+  H1Session(const H1Session&) = delete;
+  H1Session& operator=(const H1Session&) = delete;
+
+  void start();
+  // The worker is draining: close now if idle, else after the current response.
+  void on_drain();
+
+ private:
+  // Per-request state for the log line and metrics.
+  struct Exchange {
+    std::shared_ptr<const Snapshot> snapshot;
+    std::chrono::steady_clock::time_point start;
+    std::chrono::system_clock::time_point wall_start;
+    int route = -1;
+    int status = 0;
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;
+    std::string_view upstream_name;
+    std::string_view upstream_server;
+    double upstream_ms = -1;
+    bool request_body_done = true;  // every request body byte was read from the client
+    bool keep_alive = true;         // the downstream connection may serve another request
+    bool response_started = false;  // bytes of the response head were written downstream
+  };
+
+  enum class HeadResult { ok, closed, error };
+  enum class Outcome { ok, retry, fail };
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<HeadResult> read_head(http::ParseError& error);
+  boost::asio::awaitable<void> handle(Exchange& ex);
+  boost::asio::awaitable<void> proxy(Exchange& ex);
+  boost::asio::awaitable<Outcome> forward_once(Exchange& ex, upstream::UpstreamConnection& conn,
+                                               int& fail_status);
+  boost::asio::awaitable<Outcome> send_request_body(Exchange& ex,
+                                                    upstream::UpstreamConnection& conn,
+                                                    http::BodyDecoder& body, int& fail_status);
+  boost::asio::awaitable<Outcome> read_response_head(Exchange& ex,
+                                                     upstream::UpstreamConnection& conn,
+                                                     bool retryable, int& fail_status);
+  boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
+  boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
+      const upstream::Host& host, std::chrono::milliseconds timeout);
+  boost::asio::awaitable<bool> reply(Exchange& ex, int status, std::string_view extra_headers = {});
+  boost::asio::awaitable<bool> write_downstream(std::chrono::milliseconds timeout);
+  void serialize_request_head();
+  void serialize_response_head(Exchange& ex, bool chunked_down);
+  void finish(Exchange& ex);
+  const config::Limits& limits() const;
+
+  Worker& worker_;
+  const ListenerInfo& listener_;
+  boost::asio::ip::tcp::socket socket_;
+  util::Deadline deadline_;
+  util::IoBuffer in_;
+  util::IpAddress peer_;
+  std::string peer_text_;
+  std::string client_text_;
+  http::RequestHead req_;
+  http::ResponseHead resp_;
+  std::string head_out_;  // serialised head going out (either direction)
+  std::vector<boost::asio::const_buffer> gather_;
+  uint64_t requests_ = 0;
+  bool idle_ = false;     // waiting for the first byte of a request
+  bool closing_ = false;  // drain asked to close after the current response
+  bool counted_ = false;  // counted in the process-wide connection count
+};
+
+}  // namespace ward::server

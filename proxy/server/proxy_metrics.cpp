@@ -1,0 +1,57 @@
+#include "proxy/server/proxy_metrics.h"
+
+#include <array>
+#include <string>
+
+namespace ward::server {
+
+ProxyMetrics::ProxyMetrics(observe::Registry& r)
+    : requests(r.counter("ward_requests_total", "Requests answered, by route, upstream and status.",
+                         {"route", "upstream", "code"})),
+      request_duration(r.histogram("ward_request_duration_seconds",
+                                   "Time from request head to the end of the response.", {"route"},
+                                   observe::default_latency_buckets())),
+      upstream_requests(r.counter("ward_upstream_requests_total",
+                                  "Requests sent to upstream servers, by response status.",
+                                  {"upstream", "server", "code"})),
+      upstream_connect_failures(r.counter("ward_upstream_connect_failures_total",
+                                          "Failed connection attempts to upstream servers.",
+                                          {"upstream", "server"})),
+      upstream_reused(r.counter("ward_upstream_connections_reused_total",
+                                "Requests sent on a pooled keep-alive upstream connection.",
+                                {"upstream"})),
+      upstream_created(r.counter("ward_upstream_connections_created_total",
+                                 "New upstream connections opened.", {"upstream"})),
+      connections_active(r.gauge("ward_connections_active", "Open downstream connections.",
+                                 {"listener"})),
+      connections_total(r.counter("ward_connections_total", "Accepted downstream connections.",
+                                  {"listener"})),
+      downstream_errors(r.counter("ward_downstream_errors_total",
+                                  "Requests refused for protocol errors or limits, by kind.",
+                                  {"listener", "kind"})),
+      bytes_received(r.counter("ward_downstream_body_bytes_received_total",
+                               "Request body bytes received from clients.", {"listener"})),
+      bytes_sent(r.counter("ward_downstream_body_bytes_sent_total",
+                           "Response body bytes sent to clients.", {"listener"})),
+      config_reloads(
+          r.counter("ward_config_reloads_total", "Successful configuration reloads.", {})),
+      config_reload_failures(r.counter("ward_config_reload_failures_total",
+                                       "Configuration reloads refused for errors.", {})),
+      access_log_dropped(r.gauge("ward_access_log_dropped_lines",
+                                 "Access log lines dropped because the writer fell behind.", {})) {}
+
+std::string_view status_label(int status) {
+  static const std::array<std::string, 600> kLabels = [] {
+    std::array<std::string, 600> a;
+    for (size_t i = 0; i < a.size(); ++i) {
+      a[i] = std::to_string(i);
+    }
+    return a;
+  }();
+  if (status < 0 || status >= static_cast<int>(kLabels.size())) {
+    return "other";
+  }
+  return kLabels[static_cast<size_t>(status)];
+}
+
+}  // namespace ward::server

@@ -1,0 +1,326 @@
+#include "proxy/server/server.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <cstdlib>
+
+#include "proxy/admin/admin_server.h"
+#include "proxy/config/config_json.h"
+#include "proxy/observe/access_log.h"
+#include "proxy/observe/metrics.h"
+#include "proxy/server/proxy_metrics.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/server/worker.h"
+#include "proxy/upstream/upstream_state.h"
+#include "proxy/util/json.h"
+
+namespace ward::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+tcp::endpoint listen_endpoint(const config::Address& a) {
+  if (a.host.empty()) {
+    return {asio::ip::address_v6::any(), a.port};  // dual-stack, see open_acceptor
+  }
+  return {asio::ip::make_address(a.host), a.port};
+}
+
+// Binds one acceptor of a listener. SO_REUSEPORT lets every worker bind the
+// same address so the kernel spreads connections over them.
+tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& ep, bool reuse_port) {
+  tcp::acceptor acc(io);
+  acc.open(ep.protocol());
+  acc.set_option(asio::socket_base::reuse_address(true));
+  if (ep.address().is_v6() && ep.address().is_unspecified()) {
+    acc.set_option(asio::ip::v6_only(false));
+  }
+  if (reuse_port) {
+    acc.set_option(ReusePort(true));
+  }
+  acc.bind(ep);
+  acc.listen(asio::socket_base::max_listen_connections);
+  return acc;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<spdlog::logger> log;
+  asio::io_context io{1};
+  observe::Registry registry;
+  ProxyMetrics metrics{registry};
+  std::unique_ptr<observe::AccessLog> access_log;
+  upstream::UpstreamRegistry upstreams;
+  std::shared_ptr<const Snapshot> snapshot;
+  uint64_t generation = 1;
+  std::atomic<uint32_t> connections{0};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<admin::AdminServer> admin;
+  asio::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
+  asio::signal_set usr1{io, SIGUSR1};
+  asio::steady_timer drain_timer{io};
+  Clock::time_point drain_deadline;
+  bool draining = false;
+  int exit_code = 0;
+
+  Impl(std::shared_ptr<const config::Config> c, std::shared_ptr<spdlog::logger> l)
+      : config(std::move(c)), log(std::move(l)), registry(config->workers) {}
+
+  bool start();
+  void bind_listeners();
+  void start_admin();
+  void wait_signals();
+  void wait_usr1();
+  void begin_drain(const char* why);
+  void poll_drain();
+  void stop_all();
+  admin::Readiness readiness() const;
+  std::string upstreams_json() const;
+};
+
+bool Server::Impl::start() {
+  try {
+    access_log = std::make_unique<observe::AccessLog>(config->logging.access_log, config->workers);
+  } catch (const std::exception& e) {
+    log->error("access log: {}", e.what());
+    return false;
+  }
+  snapshot = Snapshot::build(config, generation, upstreams);
+  WorkerShared shared;
+  shared.metrics = &metrics;
+  shared.access_log = access_log.get();
+  shared.connections = &connections;
+  shared.log = log;
+  for (uint32_t i = 0; i < config->workers; ++i) {
+    workers.push_back(std::make_unique<Worker>(i, shared, snapshot));
+  }
+  try {
+    bind_listeners();
+    start_admin();
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return false;
+  }
+  for (auto& w : workers) {
+    w->start();
+  }
+  wait_signals();
+  wait_usr1();
+  for (const auto& l : config->listeners) {
+    log->info("listener {} on {}", l.name, l.address.text);
+  }
+  log->info("ward {} serving with {} worker(s); admin on {}", WARD_VERSION, workers.size(),
+            config->admin.address.text);
+  return true;
+}
+
+void Server::Impl::bind_listeners() {
+  for (const auto& l : config->listeners) {
+    auto ep = listen_endpoint(l.address);
+    try {
+      // A plain bind first: with SO_REUSEPORT alone, a second ward started on
+      // the same port by the same user would silently share its traffic.
+      auto probe = open_acceptor(io, ep, false);
+      probe.close();
+      uint16_t port = ep.port();
+      for (auto& w : workers) {
+        auto acc = open_acceptor(w->io(), tcp::endpoint(ep.address(), port), true);
+        if (port == 0) {
+          port = acc.local_endpoint().port();  // port 0: every worker on the one picked
+        }
+        w->add_listener(ListenerInfo{l.name, l.redirect_https}, std::move(acc));
+      }
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.address.text +
+                               ": " + e.code().message());
+    }
+  }
+}
+
+void Server::Impl::start_admin() {
+  admin::AdminSources sources;
+  sources.version = WARD_VERSION;
+  sources.readiness = [this] { return readiness(); };
+  sources.metrics = [this] {
+    metrics.access_log_dropped.set(0, {}, static_cast<int64_t>(access_log->dropped()));
+    return registry.render();
+  };
+  sources.upstreams_json = [this] { return upstreams_json(); };
+  sources.config_json = [this] { return config::to_json(*snapshot->config, snapshot->generation); };
+  try {
+    admin = std::make_unique<admin::AdminServer>(io, config->admin.address, std::move(sources));
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error("admin: cannot listen on " + config->admin.address.text + ": " +
+                             e.code().message());
+  }
+}
+
+admin::Readiness Server::Impl::readiness() const {
+  if (draining) {
+    return {false, "draining"};
+  }
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    Clock::now().time_since_epoch())
+                    .count();
+  for (const auto& state : snapshot->route_upstreams) {
+    auto hosts = state->hosts();
+    bool any = false;
+    for (const auto& h : hosts->hosts) {
+      any = any || h.available(now_ms);
+    }
+    if (!any) {
+      return {false, "upstream " + state->name() + " has no healthy server"};
+    }
+  }
+  return {true, ""};
+}
+
+std::string Server::Impl::upstreams_json() const {
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    Clock::now().time_since_epoch())
+                    .count();
+  std::string out = "{\"upstreams\":[";
+  bool first_upstream = true;
+  for (const auto& u : snapshot->config->upstreams) {
+    if (!first_upstream) {
+      out += ',';
+    }
+    first_upstream = false;
+    out += "{\"name\":";
+    util::json_string_append(out, u.name);
+    out += ",\"servers\":[";
+    auto state = const_cast<upstream::UpstreamRegistry&>(upstreams).get_or_create(u.name);
+    auto hosts = state->hosts();
+    bool first = true;
+    for (const auto& h : hosts->hosts) {
+      if (!first) {
+        out += ',';
+      }
+      first = false;
+      const auto& s = *h.stats;
+      out += "{\"address\":";
+      util::json_string_append(out, h.name);
+      out += ",\"weight\":" + std::to_string(h.weight);
+      out += ",\"healthy\":";
+      out += h.available(now_ms) ? "true" : "false";
+      out += ",\"active_requests\":" + std::to_string(s.active.load(std::memory_order_relaxed));
+      out += ",\"requests\":" + std::to_string(s.requests.load(std::memory_order_relaxed));
+      out += ",\"failures\":" + std::to_string(s.failures.load(std::memory_order_relaxed));
+      out += '}';
+    }
+    out += "]}";
+  }
+  out += "]}";
+  return out;
+}
+
+void Server::Impl::wait_signals() {
+  signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (ec) {
+      return;
+    }
+    if (sig == SIGHUP) {
+      log->warn("SIGHUP: configuration reload is not supported yet; running config kept");
+    } else if (sig == SIGINT && draining) {
+      log->warn("second SIGINT: exiting at once");
+      std::_Exit(130);
+    } else {
+      begin_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    wait_signals();
+  });
+}
+
+void Server::Impl::wait_usr1() {
+  usr1.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) {
+      return;
+    }
+    log->info("SIGUSR1: reopening log files");
+    access_log->reopen();
+    wait_usr1();
+  });
+}
+
+void Server::Impl::begin_drain(const char* why) {
+  if (draining) {
+    return;
+  }
+  draining = true;
+  log->info("{}: draining (up to {} ms)", why, config->limits.drain_timeout.count());
+  drain_deadline = Clock::now() + config->limits.drain_timeout;
+  for (auto& w : workers) {
+    w->drain();
+  }
+  poll_drain();
+}
+
+void Server::Impl::poll_drain() {
+  size_t open = 0;
+  for (auto& w : workers) {
+    open += w->open_sessions();
+  }
+  if (open == 0 || Clock::now() >= drain_deadline) {
+    if (open > 0) {
+      log->warn("drain timeout: closing {} connection(s) still open", open);
+    }
+    stop_all();
+    return;
+  }
+  drain_timer.expires_after(std::chrono::milliseconds(20));
+  drain_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      poll_drain();
+    }
+  });
+}
+
+void Server::Impl::stop_all() {
+  for (auto& w : workers) {
+    w->stop_and_join();
+  }
+  workers.clear();
+  if (admin) {
+    admin->stop();
+  }
+  signals.cancel();
+  usr1.cancel();
+  if (access_log) {
+    access_log->flush();
+  }
+  log->info("stopped");
+  io.stop();
+}
+
+Server::Server(std::shared_ptr<const config::Config> config, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(log))) {}
+
+Server::~Server() = default;
+
+int Server::run() {
+  // Writes to a closed client socket must be errors, not a process kill.
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!impl_->start()) {
+    for (auto& w : impl_->workers) {
+      w->stop_and_join();
+    }
+    return 1;
+  }
+  impl_->io.run();
+  return impl_->exit_code;
+}
+
+}  // namespace ward::server

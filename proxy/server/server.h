@@ -1,0 +1,27 @@
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <memory>
+
+#include "proxy/config/config.h"
+
+namespace ward::server {
+
+// The process: N workers, the admin listener, signals, drain. run() blocks
+// until the process should exit and returns its exit code.
+class Server {
+ public:
+  Server(std::shared_ptr<const config::Config> config, std::shared_ptr<spdlog::logger> log);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  int run();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ward::server

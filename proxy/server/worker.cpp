@@ -1,0 +1,137 @@
+#include "proxy/server/worker.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "proxy/server/h1_session.h"
+
+namespace ward::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+}
+
+Worker::Worker(size_t index, WorkerShared shared, std::shared_ptr<const Snapshot> snapshot)
+    : index_(index),
+      shared_(std::move(shared)),
+      io_(std::make_unique<asio::io_context>(1)),
+      snapshot_(std::move(snapshot)),
+      seed_(0x9E3779B97F4A7C15ULL * (index + 1)) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    stop_and_join();
+  }
+  listeners_.clear();
+  pool_.clear();
+  // Destroys every pending handler, and with them the sessions they own.
+  io_.reset();
+}
+
+void Worker::add_listener(ListenerInfo info, tcp::acceptor acceptor) {
+  listener_infos_.push_back(std::make_unique<ListenerInfo>(std::move(info)));
+  listeners_.push_back(std::make_unique<ListenerRuntime>(
+      ListenerRuntime{*listener_infos_.back(), std::move(acceptor)}));
+}
+
+void Worker::start() {
+  for (auto& l : listeners_) {
+    asio::co_spawn(*io_, accept_loop(*l), asio::detached);
+  }
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(*io_);
+    io_->run();
+  });
+}
+
+void Worker::stop_and_join() {
+  io_->stop();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
+  asio::post(*io_, [this, s = std::move(snapshot)]() mutable { snapshot_ = std::move(s); });
+}
+
+void Worker::drain() {
+  asio::post(*io_, [this] {
+    draining_ = true;
+    for (auto& l : listeners_) {
+      boost::system::error_code ignored;
+      l->acceptor.close(ignored);
+    }
+    pool_.clear();
+    // Copy: on_drain may end a session, which unregisters it.
+    std::vector<H1Session*> sessions(sessions_.begin(), sessions_.end());
+    for (auto* s : sessions) {
+      s->on_drain();
+    }
+  });
+}
+
+WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>& state,
+                                 const config::Upstream& config) {
+  auto& wu = upstreams_[state.get()];
+  uint64_t v = state->version();
+  if (!wu.hosts || wu.version != v) {
+    wu.hosts = state->hosts();
+    wu.version = wu.hosts->version;
+  }
+  if (!wu.balancer || wu.balance != config.balance) {
+    wu.balancer = upstream::make_balancer(config.balance, seed_++);
+    wu.balance = config.balance;
+  }
+  return wu;
+}
+
+void Worker::register_session(H1Session* s) {
+  sessions_.insert(s);
+  open_sessions_.fetch_add(1, std::memory_order_release);
+}
+
+void Worker::unregister_session(H1Session* s) {
+  sessions_.erase(s);
+  open_sessions_.fetch_sub(1, std::memory_order_release);
+}
+
+asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
+  asio::steady_timer pause(*io_);
+  auto& metrics = *shared_.metrics;
+  for (;;) {
+    // max_connections: over it, leave new connections in the kernel backlog
+    // (CONFIG.md) instead of accepting and closing them.
+    while (!draining_ && shared_.connections->load(std::memory_order_relaxed) >=
+                             snapshot_->config->limits.max_connections) {
+      pause.expires_after(std::chrono::milliseconds(10));
+      co_await pause.async_wait(kNoThrow);
+    }
+    if (draining_ || !listener.acceptor.is_open()) {
+      co_return;
+    }
+    auto [ec, socket] = co_await listener.acceptor.async_accept(kNoThrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) {
+        co_return;
+      }
+      // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on a full table.
+      shared_.log->warn("listener {}: accept failed: {}", listener.info.name, ec.message());
+      pause.expires_after(std::chrono::milliseconds(50));
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    metrics.connections_total.inc(index_, {listener.info.name});
+    auto session = std::make_shared<H1Session>(*this, listener.info, std::move(socket));
+    session->start();
+  }
+}
+
+}  // namespace ward::server

@@ -1,0 +1,110 @@
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "proxy/config/config.h"
+#include "proxy/observe/access_log.h"
+#include "proxy/server/proxy_metrics.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/upstream/balancer.h"
+#include "proxy/upstream/connection_pool.h"
+
+namespace ward::server {
+
+class H1Session;
+
+// What every worker shares, owned by the Server and alive longer than any
+// worker. Everything here is thread-safe by construction (see each type).
+struct WorkerShared {
+  ProxyMetrics* metrics = nullptr;
+  observe::AccessLog* access_log = nullptr;  // null: access log off
+  std::atomic<uint32_t>* connections = nullptr;  // open downstream connections, process-wide
+  std::shared_ptr<spdlog::logger> log;
+};
+
+// The listener as a session sees it; copied from config when bound.
+struct ListenerInfo {
+  std::string name;
+  std::optional<uint16_t> redirect_https;
+};
+
+// A worker's view of one upstream: the HostSet it last fetched and its own
+// balancer. Only the worker's thread touches it.
+struct WorkerUpstream {
+  std::shared_ptr<const upstream::HostSet> hosts;
+  uint64_t version = 0;
+  std::unique_ptr<upstream::Balancer> balancer;
+  config::Balance balance = config::Balance::round_robin;
+};
+
+// One thread, one io_context, its own SO_REUSEPORT acceptor per listener, its
+// own upstream pools. A connection accepted here lives and dies here.
+class Worker {
+ public:
+  Worker(size_t index, WorkerShared shared, std::shared_ptr<const Snapshot> snapshot);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  size_t index() const { return index_; }
+  boost::asio::io_context& io() { return *io_; }
+  const WorkerShared& shared() const { return shared_; }
+
+  // Main thread, before start(): takes an acceptor already bound on this
+  // worker's io_context.
+  void add_listener(ListenerInfo info, boost::asio::ip::tcp::acceptor acceptor);
+  void start();
+  // Main thread: stop the loop and join (after drain or for a fast exit).
+  void stop_and_join();
+
+  // Main thread: publish a new snapshot (applied on the worker's thread).
+  void publish(std::shared_ptr<const Snapshot> snapshot);
+  // Main thread: stop accepting, close idle connections, let busy ones finish.
+  void drain();
+  size_t open_sessions() const { return open_sessions_.load(std::memory_order_acquire); }
+
+  // Worker thread only:
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  bool draining() const { return draining_; }
+  WorkerUpstream& upstream(const std::shared_ptr<upstream::UpstreamState>& state,
+                           const config::Upstream& config);
+  upstream::ConnectionPool& pool() { return pool_; }
+  void register_session(H1Session* s);
+  void unregister_session(H1Session* s);
+
+ private:
+  struct ListenerRuntime {
+    const ListenerInfo& info;
+    boost::asio::ip::tcp::acceptor acceptor;
+  };
+  boost::asio::awaitable<void> accept_loop(ListenerRuntime& listener);
+
+  size_t index_;
+  WorkerShared shared_;
+  // Sessions refer to these until they die, which may be as late as the
+  // io_context's destruction: declared before io_ so they outlive it.
+  std::vector<std::unique_ptr<ListenerInfo>> listener_infos_;
+  // Declared first and reset first in ~Worker: its pending handlers own the
+  // sessions, whose destructors still use the members below.
+  std::unique_ptr<boost::asio::io_context> io_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
+  std::unordered_map<const upstream::UpstreamState*, WorkerUpstream> upstreams_;
+  upstream::ConnectionPool pool_;
+  std::unordered_set<H1Session*> sessions_;
+  std::atomic<size_t> open_sessions_{0};
+  bool draining_ = false;
+  uint64_t seed_;
+  std::thread thread_;
+};
+
+}  // namespace ward::server
