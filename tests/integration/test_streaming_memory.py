@@ -1,0 +1,117 @@
+"""Bodies stream through ward with bounded buffers: a 1 GiB upload and a
+1 GiB download grow ward's peak memory (VmHWM) by only a few MiB."""
+
+import hashlib
+import time
+
+import pytest
+
+from harness import base_config, pattern_bytes, wait_for
+
+GIB = 1 << 30
+MAX_GROWTH_KIB = 16 * 1024
+BLOCK = bytes(range(256)) * 4096  # 1 MiB
+
+
+@pytest.fixture(scope="module")
+def app(module_group):
+    return module_group.whoami("app")
+
+
+@pytest.fixture(scope="module")
+def ward(module_group, app):
+    cfg = base_config({"app": [app]}, limits={"max_body_size": "2GiB"})
+    w = module_group.ward(cfg)
+    for _ in range(3):  # warm up pools and buffers before measuring
+        assert w.request("POST", "/", body=BLOCK).status == 200
+        assert w.get("/?size=1048576").status == 200
+    return w
+
+
+def assert_memory_bounded(ward, before_kib):
+    growth = ward.hwm_kib() - before_kib
+    if ward.sanitized():
+        pytest.skip(f"memory bound not checked under a sanitizer (grew {growth} KiB)")
+    assert growth < MAX_GROWTH_KIB, f"VmHWM grew by {growth} KiB"
+
+
+@pytest.mark.slow
+def test_one_gib_upload_streams(ward):
+    before = ward.hwm_kib()
+    digest = hashlib.sha256()
+    with ward.conn(timeout=60) as c:
+        c.send(f"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: {GIB}\r\n\r\n")
+        for _ in range(GIB // len(BLOCK)):
+            c.send(BLOCK)
+            digest.update(BLOCK)
+        j = c.read_response().json()
+    assert j["body_bytes"] == GIB
+    assert j["body_sha256"] == digest.hexdigest()
+    assert_memory_bounded(ward, before)
+
+
+@pytest.mark.slow
+def test_chunked_upload_streams(ward):
+    before = ward.hwm_kib()
+    chunk = f"{len(BLOCK):x}\r\n".encode() + BLOCK + b"\r\n"
+    n = 256  # 256 MiB is enough to see buffering; keeps the run short
+    with ward.conn(timeout=60) as c:
+        c.send("POST /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(n):
+            c.send(chunk)
+        c.send("0\r\n\r\n")
+        j = c.read_response().json()
+    assert j["body_bytes"] == n * len(BLOCK)
+    assert_memory_bounded(ward, before)
+
+
+@pytest.mark.slow
+def test_one_gib_download_streams(ward):
+    before = ward.hwm_kib()
+    expected_piece = pattern_bytes(1 << 16)
+    received = 0
+    deadline = time.monotonic() + 120
+    with ward.conn(timeout=60) as c:
+        c.send(f"GET /?size={GIB} HTTP/1.1\r\nHost: h\r\n\r\n")
+        head = c.read_head()
+        assert head.status == 200
+        assert head.header("Content-Length") == str(GIB)
+        while len(c.buf) < len(expected_piece):
+            c._fill()
+        assert c.buf[:len(expected_piece)] == expected_piece
+        received = len(c.buf)
+        c.buf = b""
+        buf = bytearray(1 << 20)
+        while received < GIB:
+            assert time.monotonic() < deadline, f"download too slow: {received} bytes"
+            n = c.sock.recv_into(buf)
+            assert n > 0, f"connection closed after {received} bytes"
+            received += n
+    assert received == GIB
+    assert_memory_bounded(ward, before)
+
+
+@pytest.mark.slow
+def test_slow_reader_does_not_make_ward_buffer(ward):
+    # Backpressure: a client that reads nothing for a while must not make
+    # ward pull the whole upstream body into memory.
+    before = ward.hwm_kib()
+    with ward.conn(timeout=60) as c:
+        c.send(f"GET /?size={256 << 20} HTTP/1.1\r\nHost: h\r\n\r\n")
+        head = c.read_head()
+        assert head.status == 200
+        # Stay silent until ward has filled the socket buffers and stalls.
+        samples = []
+
+        def stalled():
+            samples.append(ward.hwm_kib())
+            return len(samples) > 5 and samples[-1] == samples[-5]
+
+        wait_for(stalled, 10, "ward's memory to stop growing", interval=0.1)
+        assert_memory_bounded(ward, before)
+        received = len(c.buf)
+        buf = bytearray(1 << 20)
+        while received < 256 << 20:
+            n = c.sock.recv_into(buf)
+            assert n > 0
+            received += n

@@ -1,0 +1,112 @@
+"""Balancing, retries, 502/503, and upstream keep-alive reuse."""
+
+import collections
+
+from harness import base_config, free_port, wait_for
+
+
+def names(ward, n, path="/"):
+    out = []
+    for _ in range(n):
+        r = ward.get(path)
+        assert r.status == 200, r
+        out.append(r.header("X-Whoami"))
+    return out
+
+
+def test_round_robin_alternates(group):
+    a, b = group.whoami("a"), group.whoami("b")
+    ward = group.ward(base_config({"app": [a, b]}))
+    seq = names(ward, 10)
+    assert collections.Counter(seq) == {"a": 5, "b": 5}
+    assert all(x != y for x, y in zip(seq, seq[1:])), seq
+
+
+def test_weights_are_honoured_smoothly(group):
+    a, b = group.whoami("a"), group.whoami("b")
+    app = {"servers": [{"address": a.address, "weight": 2}, {"address": b.address}]}
+    ward = group.ward(base_config({"app": app}))
+    seq = names(ward, 30)
+    assert collections.Counter(seq) == {"a": 20, "b": 10}
+    # smooth weighted round robin never sends three in a row to a 2:1 server
+    assert "a,a,a" not in ",".join(seq), seq
+
+
+def test_connect_failure_is_retried_on_another_server(group):
+    a = group.whoami("a")
+    dead = f"127.0.0.1:{free_port()}"
+    app = {"servers": [dead, a.address], "retries": 1, "connect_timeout": "1s"}
+    ward = group.ward(base_config({"app": app}))
+    assert names(ward, 10) == ["a"] * 10
+
+
+def test_all_servers_dead_is_502(group):
+    app = {"servers": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"], "retries": 1}
+    ward = group.ward(base_config({"app": app}))
+    r = ward.get("/")
+    assert r.status == 502
+    assert r.json() == {"error": "bad_gateway", "status": 502}
+
+
+def test_without_retries_a_dead_server_gives_502(group):
+    a = group.whoami("a")
+    app = {"servers": [f"127.0.0.1:{free_port()}", a.address], "retries": 0}
+    ward = group.ward(base_config({"app": app}))
+    statuses = [ward.get("/").status for _ in range(4)]
+    assert 502 in statuses and 200 in statuses, statuses
+
+
+def test_idempotent_request_retried_when_upstream_closes_before_answering(group):
+    a, b = group.whoami("a"), group.whoami("b")
+    ward = group.ward(base_config({"app": {"servers": [a.address, b.address], "retries": 1}}))
+    r = ward.get("/?close=1")
+    assert r.status == 502
+    assert (a.count(), b.count()) == (1, 1)  # tried once on each server
+
+
+def test_non_idempotent_request_is_not_retried_after_sending(group):
+    a, b = group.whoami("a"), group.whoami("b")
+    ward = group.ward(base_config({"app": {"servers": [a.address, b.address], "retries": 1}}))
+    r = ward.request("POST", "/?close=1", body=b"once")
+    assert r.status == 502
+    assert a.count() + b.count() == 1
+
+
+def test_upstream_connections_are_reused(group):
+    a = group.whoami("a")
+    ward = group.ward(base_config({"app": {"servers": [a.address], "keepalive": 8}}))
+    for i in range(50):
+        assert ward.get(f"/{i}").status == 200  # a fresh downstream connection each time
+    m = ward.metrics()
+    reused = m.value("ward_upstream_connections_reused_total", upstream="app")
+    created = m.value("ward_upstream_connections_created_total", upstream="app")
+    assert created <= 3, (created, reused)
+    assert reused >= 47, (created, reused)
+    assert a.connections() <= 4  # what whoami saw agrees (+1 for /__count itself)
+
+
+def test_upstream_close_is_not_reused(group):
+    # whoami says Connection: close when asked to close; ward must not reuse it.
+    a = group.whoami("a")
+    ward = group.ward(base_config({"app": [a]}))
+    for i in range(5):
+        assert ward.get(f"/?header=Connection:close&i={i}").status == 200
+        assert ward.get(f"/after{i}").status == 200
+
+
+def test_all_servers_unhealthy_is_503(group, tmp_path):
+    flag = tmp_path / "sick"
+    a = group.whoami("a", unhealthy_file=flag)
+    app = {"servers": [a.address],
+           "health_check": {"path": "/health", "interval": "200ms", "timeout": "1s",
+                            "healthy_threshold": 1, "unhealthy_threshold": 1}}
+    ward = group.ward(base_config({"app": app}))
+    assert ward.get("/").status == 200
+    flag.write_text("")
+    r = wait_for(lambda: (lambda r: r if r.status == 503 else None)(ward.get("/")), 10,
+                 "503 once the only server fails its checks")
+    assert r.json() == {"error": "service_unavailable", "status": 503}
+    assert ward.admin("/readyz").status == 503
+    flag.unlink()
+    wait_for(lambda: ward.get("/").status == 200, 10, "the server to return to service")
+    wait_for(lambda: ward.admin("/readyz").status == 200, 10, "/readyz 200 again")
