@@ -19,10 +19,10 @@ util::IpAddress decide_client_ip(const HeaderList& headers, const util::IpAddres
                                  const util::CidrSet& trusted);
 
 struct ForwardContext {
-  util::IpAddress peer;        // socket peer (or PROXY protocol source)
-  util::IpAddress client;      // from decide_client_ip
-  bool peer_trusted = false;   // peer in trusted_proxies
-  bool tls = false;            // the downstream connection is TLS
+  util::IpAddress peer;       // socket peer (or PROXY protocol source)
+  util::IpAddress client;     // from decide_client_ip
+  bool peer_trusted = false;  // peer in trusted_proxies
+  bool tls = false;           // the downstream connection is TLS
 };
 
 // Removes hop-by-hop fields: Connection and every name it lists, Keep-Alive,

@@ -52,9 +52,9 @@ struct AccessRecord {
 // Empty strings are written as null for route/upstream/upstream_server/
 // request_id/tls_version. Ends with '\n'. Both formatters append to `out`.
 void format_json(const AccessRecord& r, std::string& out);
-// Apache/nginx "combined": ip - - [10/Oct/2000:13:55:36 +0000] "GET /p?q HTTP/1.1" 200 2326 "referer" "ua"
-// Time in UTC; an empty ip/referer/user agent is "-"; '"', '\\', control
-// bytes and bytes >= 0x7f are written as \xHH (nginx's escaping).
+// Apache/nginx "combined": ip - - [10/Oct/2000:13:55:36 +0000] "GET /p?q HTTP/1.1" 200 2326
+// "referer" "ua" Time in UTC; an empty ip/referer/user agent is "-"; '"', '\\', control bytes and
+// bytes >= 0x7f are written as \xHH (nginx's escaping).
 void format_combined(const AccessRecord& r, std::string& out);
 
 class AccessLog {

@@ -22,7 +22,7 @@ class Router {
 
  private:
   struct Compiled {
-    std::string host;          // lower case; "" = any
+    std::string host;            // lower case; "" = any
     bool host_wildcard = false;  // "*.example.com": host holds ".example.com"
     std::string path_prefix;
     std::vector<std::string> methods;

@@ -104,7 +104,9 @@ void H1Session::on_drain() {
   }
 }
 
-const config::Limits& H1Session::limits() const { return worker_.snapshot()->config->limits; }
+const config::Limits& H1Session::limits() const {
+  return worker_.snapshot()->config->limits;
+}
 
 asio::awaitable<void> H1Session::run() {
   for (;;) {
@@ -120,11 +122,21 @@ asio::awaitable<void> H1Session::run() {
     if (head == HeadResult::error) {
       int status = 400;
       switch (error.status) {
-        case http::ParseStatus::uri_too_long: status = 414; break;
-        case http::ParseStatus::header_too_large: status = 431; break;
-        case http::ParseStatus::not_implemented: status = 501; break;
-        case http::ParseStatus::version_unsupported: status = 505; break;
-        default: status = deadline_.expired() ? 408 : 400; break;
+        case http::ParseStatus::uri_too_long:
+          status = 414;
+          break;
+        case http::ParseStatus::header_too_large:
+          status = 431;
+          break;
+        case http::ParseStatus::not_implemented:
+          status = 501;
+          break;
+        case http::ParseStatus::version_unsupported:
+          status = 505;
+          break;
+        default:
+          status = deadline_.expired() ? 408 : 400;
+          break;
       }
       worker_.shared().metrics->downstream_errors.inc(worker_.index(),
                                                       {listener_.name, error_kind(status)});
@@ -211,8 +223,7 @@ asio::awaitable<void> H1Session::handle(Exchange& ex) {
   auto host = req_.headers.get("host").value_or("");
   if (listener_.redirect_https) {
     // 308 keeps the method and body (RFC 9110 15.4.9); 443 is the default port.
-    auto name = host.substr(0, host.rfind(':') == std::string_view::npos ||
-                                       host.back() == ']'
+    auto name = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']'
                                    ? host.size()
                                    : host.rfind(':'));
     std::string location = "Location: https://";
@@ -269,9 +280,9 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   uint32_t attempts = 1 + ucfg.retries;
   for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
     upstream::PickContext pctx;
-    pctx.now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      Clock::now().time_since_epoch())
-                      .count();
+    pctx.now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count();
     pctx.hash = upstream::hash_key(client_text_);
     pctx.tried = tried;
     int index = wu.balancer->pick(*hosts, pctx);
@@ -342,8 +353,8 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
 
 asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> H1Session::connect(
     const upstream::Host& host, std::chrono::milliseconds timeout) {
-  auto conn = std::make_unique<upstream::UpstreamConnection>(socket_.get_executor(),
-                                                             kUpstreamBufferSize);
+  auto conn =
+      std::make_unique<upstream::UpstreamConnection>(socket_.get_executor(), kUpstreamBufferSize);
   conn->host = host.stats.get();
   conn->deadline.expires_after(timeout);
   auto [ec] = co_await conn->socket.async_connect(host.endpoint, kNoThrow);
@@ -393,8 +404,10 @@ asio::awaitable<H1Session::Outcome> H1Session::forward_once(Exchange& ex,
   co_return relayed ? Outcome::ok : Outcome::fail;
 }
 
-asio::awaitable<H1Session::Outcome> H1Session::send_request_body(
-    Exchange& ex, upstream::UpstreamConnection& conn, http::BodyDecoder& body, int& fail_status) {
+asio::awaitable<H1Session::Outcome> H1Session::send_request_body(Exchange& ex,
+                                                                 upstream::UpstreamConnection& conn,
+                                                                 http::BodyDecoder& body,
+                                                                 int& fail_status) {
   const auto& lim = ex.snapshot->config->limits;
   const bool chunked = req_.body == http::BodyKind::chunked;
   ex.request_body_done = false;
@@ -584,7 +597,8 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
       if (ec == asio::error::eof && body.eof_completes()) {
         resp_.keep_alive = false;
         if (chunked_down) {
-          auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer("0\r\n\r\n", 5), kNoThrow);
+          auto [wec, wn] =
+              co_await asio::async_write(socket_, asio::buffer("0\r\n\r\n", 5), kNoThrow);
           if (wec) {
             ex.keep_alive = false;
           }

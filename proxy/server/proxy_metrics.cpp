@@ -22,10 +22,10 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
                                 {"upstream"})),
       upstream_created(r.counter("ward_upstream_connections_created_total",
                                  "New upstream connections opened.", {"upstream"})),
-      connections_active(r.gauge("ward_connections_active", "Open downstream connections.",
-                                 {"listener"})),
-      connections_total(r.counter("ward_connections_total", "Accepted downstream connections.",
-                                  {"listener"})),
+      connections_active(
+          r.gauge("ward_connections_active", "Open downstream connections.", {"listener"})),
+      connections_total(
+          r.counter("ward_connections_total", "Accepted downstream connections.", {"listener"})),
       downstream_errors(r.counter("ward_downstream_errors_total",
                                   "Requests refused for protocol errors or limits, by kind.",
                                   {"listener", "kind"})),

@@ -10,17 +10,17 @@ namespace ward::server {
 struct ProxyMetrics {
   explicit ProxyMetrics(observe::Registry& r);
 
-  observe::CounterFamily& requests;           // route, upstream, code
-  observe::HistogramFamily& request_duration;  // route
-  observe::CounterFamily& upstream_requests;   // upstream, server, code
+  observe::CounterFamily& requests;                   // route, upstream, code
+  observe::HistogramFamily& request_duration;         // route
+  observe::CounterFamily& upstream_requests;          // upstream, server, code
   observe::CounterFamily& upstream_connect_failures;  // upstream, server
-  observe::CounterFamily& upstream_reused;     // upstream
-  observe::CounterFamily& upstream_created;    // upstream
-  observe::GaugeFamily& connections_active;    // listener
-  observe::CounterFamily& connections_total;   // listener
-  observe::CounterFamily& downstream_errors;   // listener, kind
-  observe::CounterFamily& bytes_received;      // listener
-  observe::CounterFamily& bytes_sent;          // listener
+  observe::CounterFamily& upstream_reused;            // upstream
+  observe::CounterFamily& upstream_created;           // upstream
+  observe::GaugeFamily& connections_active;           // listener
+  observe::CounterFamily& connections_total;          // listener
+  observe::CounterFamily& downstream_errors;          // listener, kind
+  observe::CounterFamily& bytes_received;             // listener
+  observe::CounterFamily& bytes_sent;                 // listener
   observe::CounterFamily& config_reloads;
   observe::CounterFamily& config_reload_failures;
   observe::GaugeFamily& access_log_dropped;

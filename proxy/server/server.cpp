@@ -172,9 +172,9 @@ admin::Readiness Server::Impl::readiness() const {
   if (draining) {
     return {false, "draining"};
   }
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    Clock::now().time_since_epoch())
-                    .count();
+  auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+          .count();
   for (const auto& state : snapshot->route_upstreams) {
     auto hosts = state->hosts();
     bool any = false;
@@ -189,9 +189,9 @@ admin::Readiness Server::Impl::readiness() const {
 }
 
 std::string Server::Impl::upstreams_json() const {
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    Clock::now().time_since_epoch())
-                    .count();
+  auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+          .count();
   std::string out = "{\"upstreams\":[";
   bool first_upstream = true;
   for (const auto& u : snapshot->config->upstreams) {

@@ -5,8 +5,8 @@ namespace ward::server {
 std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Config> config,
                                                 uint64_t generation,
                                                 upstream::UpstreamRegistry& registry) {
-  auto s = std::make_shared<Snapshot>(Snapshot{config, generation, router::Router(config->routes),
-                                               {}, {}, {}});
+  auto s = std::make_shared<Snapshot>(
+      Snapshot{config, generation, router::Router(config->routes), {}, {}, {}});
   for (const auto& cidr : config->trusted_proxies) {
     s->trusted_proxies.add(cidr);
   }

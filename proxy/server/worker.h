@@ -26,7 +26,7 @@ class H1Session;
 // worker. Everything here is thread-safe by construction (see each type).
 struct WorkerShared {
   ProxyMetrics* metrics = nullptr;
-  observe::AccessLog* access_log = nullptr;  // null: access log off
+  observe::AccessLog* access_log = nullptr;      // null: access log off
   std::atomic<uint32_t>* connections = nullptr;  // open downstream connections, process-wide
   std::shared_ptr<spdlog::logger> log;
 };

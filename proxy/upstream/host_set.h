@@ -15,10 +15,10 @@ namespace ward::upstream {
 // Every field is an atomic: workers update it on the request path without a
 // lock; the health checker and the admin endpoint read it.
 struct HostStats {
-  std::atomic<bool> healthy{true};         // active health check verdict
-  std::atomic<int64_t> active{0};          // in-flight requests, all workers
-  std::atomic<uint64_t> requests{0};       // completed or failed attempts
-  std::atomic<uint64_t> failures{0};       // connect errors, resets, timeouts
+  std::atomic<bool> healthy{true};    // active health check verdict
+  std::atomic<int64_t> active{0};     // in-flight requests, all workers
+  std::atomic<uint64_t> requests{0};  // completed or failed attempts
+  std::atomic<uint64_t> failures{0};  // connect errors, resets, timeouts
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<int64_t> ejected_until_ms{0};  // passive ejection, steady clock ms; 0 = not ejected
 };
