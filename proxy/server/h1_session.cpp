@@ -275,7 +275,8 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   serialize_request_head();
 
   auto& metrics = *worker_.shared().metrics;
-  std::vector<size_t> tried;
+  auto& tried = tried_;  // reused: no allocation per request
+  tried.clear();
   int fail_status = 502;
   uint32_t attempts = 1 + ucfg.retries;
   for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
@@ -283,7 +284,9 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
     pctx.now_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
             .count();
-    pctx.hash = upstream::hash_key(client_text_);
+    if (ucfg.balance == config::Balance::ip_hash) {
+      pctx.hash = upstream::hash_key(client_text_);
+    }
     pctx.tried = tried;
     int index = wu.balancer->pick(*hosts, pctx);
     if (index < 0) {

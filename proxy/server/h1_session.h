@@ -90,6 +90,7 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   http::ResponseHead resp_;
   std::string head_out_;  // serialised head going out (either direction)
   std::vector<boost::asio::const_buffer> gather_;
+  std::vector<size_t> tried_;  // hosts tried for the current request
   uint64_t requests_ = 0;
   bool idle_ = false;     // waiting for the first byte of a request
   bool closing_ = false;  // drain asked to close after the current response
