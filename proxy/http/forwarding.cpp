@@ -8,20 +8,6 @@ namespace ward::http {
 
 namespace {
 
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && is_ows(s.back())) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // An X-Forwarded-For element: "1.2.3.4", "2001:db8::1", "[2001:db8::1]",
 // and with a port as some load balancers write them: "1.2.3.4:5678",
 // "[2001:db8::1]:5678". Anything else ("unknown", obfuscated ids) is garbage.

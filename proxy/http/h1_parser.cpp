@@ -60,21 +60,8 @@ constexpr auto kClasses = make_classes();
 bool has_class(char c, uint8_t cls) {
   return (kClasses[static_cast<unsigned char>(c)] & cls) != 0;
 }
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && is_ows(s.back())) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 // Eight bytes at a time for the long runs of a head (values such as

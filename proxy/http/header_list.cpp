@@ -22,20 +22,6 @@ constexpr auto kLower = make_lower_table();
 // grows its arena once or not at all.
 constexpr size_t kMinArena = 1024;
 
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && is_ows(s.back())) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {

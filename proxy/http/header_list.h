@@ -8,6 +8,22 @@
 
 namespace ward::http {
 
+// Optional whitespace (RFC 9110 5.6.3): SP or HTAB. Inline: the parser
+// calls it per byte.
+inline bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+// `s` without leading and trailing OWS.
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && is_ows(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && is_ows(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // Case-insensitive ASCII comparison of header names and tokens.
 bool iequals(std::string_view a, std::string_view b);
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "proxy/util/json.h"
+#include "proxy/util/number.h"
 
 namespace ward::observe {
 
@@ -38,17 +39,8 @@ void append_padded(std::string& out, int64_t v, int width) {
   out.append(buf, r.ptr);
 }
 
-void append_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_int(std::string& out, int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
+using util::append_int;
+using util::append_uint;
 
 // Milliseconds with three decimals ("12.345"); JSON has no NaN/Infinity, so
 // a non-finite value is written as null.

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "proxy/util/number.h"
+
 namespace ward::observe {
 
 namespace {
@@ -120,17 +122,8 @@ void append_help(std::string& out, std::string_view help) {
 // ---------------------------------------------------------------------------
 // Numbers: integers never in exponent form, so 1000000 stays "1000000".
 
-void append_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_int(std::string& out, int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
+using util::append_int;
+using util::append_uint;
 
 void append_double(std::string& out, double v) {
   if (std::isnan(v)) {
