@@ -16,6 +16,10 @@ namespace {
 std::atomic<size_t> g_allocations{0};
 }  // namespace
 
+// GCC 12 sees the inlined std::free in these replacements as mismatched with
+// operator new (a false positive: both sides are the replacements below).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) {
