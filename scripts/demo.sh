@@ -50,7 +50,9 @@ done
 pids=()
 # shellcheck disable=SC2317  # called from the EXIT trap
 stop() {
-  trap - INT TERM EXIT
+  # Ignore further INT/TERM (a second Ctrl-C) so clean-up always finishes.
+  trap '' INT TERM
+  trap - EXIT
   echo
   echo "demo.sh: stopping"
   # ward first, so it drains before its upstreams go away.
