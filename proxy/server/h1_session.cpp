@@ -217,8 +217,8 @@ asio::awaitable<void> H1Session::handle(Exchange& ex) {
   ex.request_body_done = req_.body == http::BodyKind::none ||
                          (req_.body == http::BodyKind::content_length && req_.content_length == 0);
 
-  auto client = http::decide_client_ip(req_.headers, peer_, ex.snapshot->trusted_proxies);
-  client_text_ = client == peer_ ? peer_text_ : client.to_string();
+  client_ = http::decide_client_ip(req_.headers, peer_, ex.snapshot->trusted_proxies);
+  client_text_ = client_ == peer_ ? peer_text_ : client_.to_string();
 
   auto host = req_.headers.get("host").value_or("");
   if (listener_.redirect_https) {
@@ -259,7 +259,7 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
 
   http::ForwardContext fctx;
   fctx.peer = peer_;
-  fctx.client = http::decide_client_ip(req_.headers, peer_, snap.trusted_proxies);
+  fctx.client = client_;  // decided once, in handle()
   fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
   fctx.tls = false;
   // WebSocket tunnelling comes with the TLS/HTTP2 work; until then the
@@ -281,9 +281,7 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   uint32_t attempts = 1 + ucfg.retries;
   for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
     upstream::PickContext pctx;
-    pctx.now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-            .count();
+    pctx.now_ms = upstream::steady_now_ms();
     if (ucfg.balance == config::Balance::ip_hash) {
       pctx.hash = upstream::hash_key(client_text_);
     }

@@ -85,6 +85,7 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   util::IoBuffer in_;
   util::IpAddress peer_;
   std::string peer_text_;
+  util::IpAddress client_;  // of the current request (decide_client_ip)
   std::string client_text_;
   http::RequestHead req_;
   http::ResponseHead resp_;

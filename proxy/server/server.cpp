@@ -172,9 +172,7 @@ admin::Readiness Server::Impl::readiness() const {
   if (draining) {
     return {false, "draining"};
   }
-  auto now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-          .count();
+  auto now_ms = upstream::steady_now_ms();
   for (const auto& state : snapshot->route_upstreams) {
     auto hosts = state->hosts();
     bool any = false;
@@ -189,9 +187,7 @@ admin::Readiness Server::Impl::readiness() const {
 }
 
 std::string Server::Impl::upstreams_json() const {
-  auto now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-          .count();
+  auto now_ms = upstream::steady_now_ms();
   std::string out = "{\"upstreams\":[";
   bool first_upstream = true;
   for (const auto& u : snapshot->config->upstreams) {
@@ -202,8 +198,8 @@ std::string Server::Impl::upstreams_json() const {
     out += "{\"name\":";
     util::json_string_append(out, u.name);
     out += ",\"servers\":[";
-    auto state = const_cast<upstream::UpstreamRegistry&>(upstreams).get_or_create(u.name);
-    auto hosts = state->hosts();
+    auto state = upstreams.find(u.name);
+    auto hosts = state ? state->hosts() : std::make_shared<const upstream::HostSet>();
     bool first = true;
     for (const auto& h : hosts->hosts) {
       if (!first) {

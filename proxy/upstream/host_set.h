@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,6 +23,14 @@ struct HostStats {
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<int64_t> ejected_until_ms{0};  // passive ejection, steady clock ms; 0 = not ejected
 };
+
+// Steady clock milliseconds: the time base of Host::available and
+// HostStats::ejected_until_ms.
+inline int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 struct Host {
   std::string name;  // "127.0.0.1:9001", as configured (or resolved) - the metrics label

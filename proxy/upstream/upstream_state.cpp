@@ -28,6 +28,11 @@ std::shared_ptr<UpstreamState> UpstreamRegistry::get_or_create(const std::string
   return slot;
 }
 
+std::shared_ptr<UpstreamState> UpstreamRegistry::find(const std::string& name) const {
+  auto it = states_.find(name);
+  return it == states_.end() ? nullptr : it->second;
+}
+
 namespace {
 
 bool same_servers(const HostSet& a, const HostSet& b) {

@@ -46,6 +46,8 @@ class UpstreamState {
 class UpstreamRegistry {
  public:
   std::shared_ptr<UpstreamState> get_or_create(const std::string& name);
+  // Null when `name` was never configured.
+  std::shared_ptr<UpstreamState> find(const std::string& name) const;
 
   // Publishes the static servers of `upstream` (IP literals; DNS names are
   // resolved elsewhere) when they differ from what is published.
