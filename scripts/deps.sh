@@ -11,6 +11,9 @@ build_pkgs=(
   cmake ninja-build g++ ccache pkg-config
   libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libspdlog-dev
   libgtest-dev libgmock-dev
+  # compress filter: zlib for gzip, libbrotli for br (well-kept codecs; no
+  # reason to write our own)
+  zlib1g-dev libbrotli-dev
 )
 test_pkgs=(
   python3 python3-pytest curl openssl nghttp2-client
