@@ -10,7 +10,9 @@
 #include <string_view>
 #include <thread>
 
+#include "filters/registry.h"
 #include "proxy/config/loader.h"
+#include "proxy/config/reader.h"
 #include "proxy/server/server.h"
 
 namespace {
@@ -27,6 +29,15 @@ void print_usage(FILE* out) {
                kDefaultConfig);
 }
 
+const ward::filters::FilterRegistry& filter_registry() {
+  static const ward::filters::FilterRegistry registry = [] {
+    ward::filters::FilterRegistry r;
+    ward::filters::register_builtin_filters(r);
+    return r;
+  }();
+  return registry;
+}
+
 ward::config::LoadOptions load_options() {
   ward::config::LoadOptions options;
   // Features this build has; the loader rejects the keys of the others with
@@ -36,6 +47,15 @@ ward::config::LoadOptions load_options() {
   options.features.health_checks = false;
   options.features.passive = false;
   options.features.dns = false;
+  options.features.filters = filter_registry().names();
+  // Every filter's options are checked at load (and by `ward check`) by
+  // building a throwaway instance, so their errors come with file:line:col.
+  options.features.check_filter = [](const ward::config::FilterSpec& spec,
+                                     ward::config::Reader& reader) {
+    ward::observe::Registry scratch_metrics(1);
+    ward::filters::RuntimeState scratch_runtime;
+    filter_registry().build({spec}, "check", reader, scratch_metrics, scratch_runtime);
+  };
   return options;
 }
 

@@ -23,6 +23,13 @@
 
 namespace ward::config {
 
+const std::vector<std::string>& catalogue_filters() {
+  static const std::vector<std::string> kNames = {"rate_limit", "security_headers", "cors",
+                                                  "ip_access",  "api_key",          "request_id",
+                                                  "compress",   "headers"};
+  return kNames;
+}
+
 namespace {
 
 // Bounds on the document's shape. A config is a few hundred nodes; these stop
@@ -667,8 +674,11 @@ std::vector<FilterSpec> SchemaLoader::read_filters(const Section& parent, std::s
     }
     MapEntry& e = entries[0];
     if (std::find(known.begin(), known.end(), e.key) == known.end()) {
-      std::string message = "filter " + Reader::quote(e.key) + " is not supported yet";
-      if (auto suggestion = closest_match(e.key, known)) {
+      const auto& catalogue = catalogue_filters();
+      bool listed = std::find(catalogue.begin(), catalogue.end(), e.key) != catalogue.end();
+      std::string message =
+          "filter " + Reader::quote(e.key) + (listed ? " is not supported yet" : " is unknown");
+      if (auto suggestion = closest_match(e.key, listed ? known : catalogue)) {
         message += " (did you mean " + Reader::quote(*suggestion) + "?)";
       }
       reader_.error(e.key_mark, message);
@@ -687,6 +697,9 @@ std::vector<FilterSpec> SchemaLoader::read_filters(const Section& parent, std::s
       reader_.error(e.value.Mark(), item_path + "." + e.key + ": options must be a map, got " +
                                         Reader::describe(e.value));
       continue;
+    }
+    if (options_.features.check_filter) {
+      options_.features.check_filter(spec, reader_);
     }
     filters.push_back(std::move(spec));
   }

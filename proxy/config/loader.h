@@ -11,6 +11,8 @@
 
 namespace ward::config {
 
+class Reader;
+
 struct ConfigError {
   std::string file;
   int line = 0;    // 1-based; 0 when the problem has no position (unreadable file)
@@ -41,7 +43,15 @@ struct Features {
   bool passive = false;              // upstreams.*.passive
   bool dns = false;                  // upstream server addresses that are DNS names
   std::vector<std::string> filters;  // filter names the registry knows
+  // Checks one filter's options, reporting every problem to the Reader at
+  // its YAML position, so `ward check` lists option errors with the rest.
+  // The filter registry supplies it (config/ knows no filter); optional.
+  std::function<void(const FilterSpec&, Reader&)> check_filter;
 };
+
+// The filter names of CONFIG.md's table: a name outside it is unknown, a
+// name in it but not in Features::filters is "not supported yet".
+const std::vector<std::string>& catalogue_filters();
 
 struct LoadOptions {
   EnvLookup env = process_env();

@@ -220,20 +220,29 @@ asio::awaitable<void> H1Session::handle(Exchange& ex) {
   client_ = http::decide_client_ip(req_.headers, peer_, ex.snapshot->trusted_proxies);
   client_text_ = client_ == peer_ ? peer_text_ : client_.to_string();
 
-  auto host = req_.headers.get("host").value_or("");
+  host_ = req_.headers.get("host").value_or("");
+  begin_filters(ex);
+  const auto& snap = *ex.snapshot;
+  if (!snap.global_filters.empty()) {
+    ex.global_ran = snap.global_filters.run_request(ctx_, states_.data());
+    if (ctx_.replied()) {
+      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
+      co_return;
+    }
+  }
+  std::string_view host = host_;
   if (listener_.redirect_https) {
     // 308 keeps the method and body (RFC 9110 15.4.9); 443 is the default port.
     auto name = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']'
                                    ? host.size()
                                    : host.rfind(':'));
-    std::string location = "Location: https://";
+    std::string location = "https://";
     location += name;
     if (*listener_.redirect_https != 443) {
       location += ":" + std::to_string(*listener_.redirect_https);
     }
     location += req_.target;
-    location += "\r\n";
-    co_await reply(ex, 308, location);
+    co_await reply(ex, 308, {}, location);
     co_return;
   }
   if (req_.body == http::BodyKind::content_length && cfg.limits.max_body_size > 0 &&
@@ -241,12 +250,80 @@ asio::awaitable<void> H1Session::handle(Exchange& ex) {
     co_await reply(ex, 413);
     co_return;
   }
-  ex.route = ex.snapshot->router.match(host, req_.path(), req_.method_text);
+  ex.route = snap.router.match(host, req_.path(), req_.method_text);
   if (ex.route < 0) {
     co_await reply(ex, 404);
     co_return;
   }
+  const auto& chain = snap.route_filters[static_cast<size_t>(ex.route)];
+  if (!chain.empty()) {
+    ex.route_ran = chain.run_request(ctx_, states_.data() + snap.global_filters.size());
+    if (ctx_.replied()) {
+      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
+      co_return;
+    }
+  }
   co_await proxy(ex);
+}
+
+void H1Session::begin_filters(Exchange& ex) {
+  const auto& snap = *ex.snapshot;
+  if (states_.size() < snap.max_filter_states) {
+    states_.resize(snap.max_filter_states);
+  }
+  ctx_.reset();
+  ctx_.method = req_.method_text;
+  ctx_.path = req_.path();
+  ctx_.query = req_.query();
+  ctx_.host = host_;
+  ctx_.request_headers = &req_.headers;
+  ctx_.client_ip = client_;
+  ctx_.client_ip_text = client_text_;
+  ctx_.tls = false;
+  ctx_.now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(ex.start.time_since_epoch()).count();
+  ctx_.worker = worker_.index();
+}
+
+void H1Session::run_response_filters(Exchange& ex, int status, bool local) {
+  ctx_.status = status;
+  ctx_.local_reply = local;
+  ctx_.response_headers = &resp_.headers;
+  ctx_.response_has_body =
+      status >= 200 && status != 204 && status != 304 && req_.method != http::Method::head;
+  const auto& snap = *ex.snapshot;
+  if (ex.route >= 0 && ex.route_ran > 0) {
+    snap.route_filters[static_cast<size_t>(ex.route)].run_response(
+        ctx_, states_.data() + snap.global_filters.size(), ex.route_ran);
+  }
+  if (ex.global_ran > 0) {
+    snap.global_filters.run_response(ctx_, states_.data(), ex.global_ran);
+  }
+}
+
+bool H1Session::frame_body(std::string_view data, filters::BodyEncoder::Mode mode, bool chunked,
+                           char* size_line) {
+  if (ctx_.response_encoder) {
+    encoded_.clear();
+    if (!ctx_.response_encoder->encode(data, mode, encoded_)) {
+      return false;
+    }
+    data = encoded_;
+  }
+  if (!data.empty()) {
+    if (chunked) {
+      size_t len = format_chunk_size(size_line, data.size());
+      gather_.emplace_back(size_line, len);
+    }
+    gather_.emplace_back(data.data(), data.size());
+    if (chunked) {
+      gather_.emplace_back("\r\n", 2);
+    }
+  }
+  if (mode == filters::BodyEncoder::Mode::finish && chunked) {
+    gather_.emplace_back("0\r\n\r\n", 5);
+  }
+  return true;
 }
 
 asio::awaitable<void> H1Session::proxy(Exchange& ex) {
@@ -266,13 +343,13 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   // upstream sees a plain request and answers it as such.
   req_.upgrade_websocket = false;
   http::prepare_upstream_request(req_, fctx);
-  if (route.strip_prefix) {
-    req_.target = router::strip_prefix(req_.target, route.match.path_prefix);
-  }
+  // The client's target stays in req_ (filters and the access log see it).
+  target_up_ =
+      route.strip_prefix ? router::strip_prefix(req_.target, route.match.path_prefix) : req_.target;
   // ward answers "Expect: 100-continue" itself once it is ready for the body.
   bool expect_continue = req_.expect_continue;
   req_.headers.remove("expect");
-  serialize_request_head();
+  serialize_request_head(target_up_);
 
   auto& metrics = *worker_.shared().metrics;
   auto& tried = tried_;  // reused: no allocation per request
@@ -526,14 +603,24 @@ asio::awaitable<H1Session::Outcome> H1Session::read_response_head(
 }
 
 asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::UpstreamConnection& conn) {
+  using Mode = filters::BodyEncoder::Mode;
   const auto& lim = ex.snapshot->config->limits;
   http::prepare_downstream_response(resp_);
   ex.status = resp_.status;
-  // Until-close bodies become chunked for HTTP/1.1 clients so the
+  run_response_filters(ex, resp_.status, false);
+  if (resp_.body == http::BodyKind::none) {
+    ctx_.response_encoder.reset();  // nothing to encode (HEAD, 204, 304)
+  }
+  const bool encoding = ctx_.response_encoder != nullptr;
+  if (encoding) {
+    resp_.headers.remove("content-length");  // the encoded length is not known yet
+  }
+  // Until-close and encoded bodies become chunked for HTTP/1.1 clients so the
   // downstream connection survives; HTTP/1.0 clients get a close instead.
-  bool chunked_down = resp_.body == http::BodyKind::chunked ||
-                      (resp_.body == http::BodyKind::until_close && req_.version_minor == 1);
-  if (resp_.body == http::BodyKind::until_close && !chunked_down) {
+  bool chunked_down =
+      resp_.body == http::BodyKind::chunked ||
+      ((resp_.body == http::BodyKind::until_close || encoding) && req_.version_minor == 1);
+  if ((resp_.body == http::BodyKind::until_close || encoding) && !chunked_down) {
     ex.keep_alive = false;
   }
   if (!ex.request_body_done) {
@@ -559,19 +646,19 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
     if (!head_sent) {
       gather_.emplace_back(head_out_.data(), head_out_.size());
     }
-    if (!step.data.empty()) {
-      if (chunked_down) {
-        size_t len = format_chunk_size(size_line, step.data.size());
-        gather_.emplace_back(size_line, len);
-      }
-      gather_.emplace_back(step.data.data(), step.data.size());
-      if (chunked_down) {
-        gather_.emplace_back("\r\n", 2);
-      }
+    // An encoder holds data back unless told the upstream has nothing more
+    // buffered: a streamed response must not sit in the compressor.
+    Mode mode = finished                              ? Mode::finish
+                : step.consumed >= conn.buffer.size() ? Mode::flush
+                                                      : Mode::none;
+    if (!step.data.empty() || finished) {
       ex.bytes_out += step.data.size();
-    }
-    if (finished && chunked_down) {
-      gather_.emplace_back("0\r\n\r\n", 5);
+      if (!frame_body(step.data, mode, chunked_down, size_line)) {
+        worker_.shared().log->warn("response encoder failed for {}", ex.upstream_server);
+        resp_.keep_alive = false;
+        ex.keep_alive = false;
+        co_return false;
+      }
     }
     if (!gather_.empty()) {
       deadline_.expires_after(lim.body_timeout);
@@ -597,9 +684,15 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
     if (ec) {
       if (ec == asio::error::eof && body.eof_completes()) {
         resp_.keep_alive = false;
-        if (chunked_down) {
-          auto [wec, wn] =
-              co_await asio::async_write(socket_, asio::buffer("0\r\n\r\n", 5), kNoThrow);
+        gather_.clear();
+        bool encoded = frame_body({}, Mode::finish, chunked_down, size_line);
+        if (!encoded) {
+          ex.keep_alive = false;
+          co_return false;
+        }
+        if (!gather_.empty()) {
+          deadline_.expires_after(lim.body_timeout);
+          auto [wec, wn] = co_await asio::async_write(socket_, gather_, kNoThrow);
           if (wec) {
             ex.keep_alive = false;
           }
@@ -616,11 +709,11 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
   }
 }
 
-void H1Session::serialize_request_head() {
+void H1Session::serialize_request_head(std::string_view target) {
   head_out_.clear();
   head_out_ += req_.method_text;
   head_out_ += ' ';
-  head_out_ += req_.target;
+  head_out_ += target;
   head_out_ += " HTTP/1.1\r\n";
   req_.headers.serialize_to(head_out_);
   if (req_.body == http::BodyKind::chunked) {
@@ -650,16 +743,31 @@ void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
   head_out_ += "\r\n";
 }
 
-asio::awaitable<bool> H1Session::reply(Exchange& ex, int status, std::string_view extra_headers) {
+asio::awaitable<bool> H1Session::reply(Exchange& ex, int status, std::string_view error,
+                                       std::string_view location) {
   ex.status = status;
   // A body the client is still sending would be read as the next request:
   // after a local answer the connection closes unless the body is done.
   if (!ex.request_body_done || closing_ || worker_.draining()) {
     ex.keep_alive = false;
   }
+  make_local_reply(status, error, resp_.headers, reply_body_);
+  if (!location.empty()) {
+    resp_.headers.add("Location", location);
+  }
+  run_response_filters(ex, status, true);
+  const bool head_only = req_.method == http::Method::head;
+  if (ctx_.response_encoder && !reply_body_.empty() && !head_only) {
+    // A local body is small and whole: encode it in one step, keep its length.
+    encoded_.clear();
+    if (ctx_.response_encoder->encode(reply_body_, filters::BodyEncoder::Mode::finish, encoded_)) {
+      reply_body_.swap(encoded_);
+    } else {
+      resp_.headers.remove("content-encoding");
+    }
+  }
   head_out_.clear();
-  append_local_reply(head_out_, status, !ex.keep_alive, req_.method == http::Method::head,
-                     extra_headers);
+  append_local_reply(head_out_, status, resp_.headers, reply_body_, !ex.keep_alive, head_only);
   ex.response_started = true;
   bool ok = co_await write_downstream(limits().body_timeout);
   if (!ok) {
@@ -675,6 +783,18 @@ asio::awaitable<bool> H1Session::write_downstream(std::chrono::milliseconds time
 }
 
 void H1Session::finish(Exchange& ex) {
+  const auto& snap = *ex.snapshot;
+  if (ex.global_ran > 0) {
+    snap.global_filters.run_log(ctx_, ex.global_ran);
+  }
+  if (ex.route >= 0 && ex.route_ran > 0) {
+    snap.route_filters[static_cast<size_t>(ex.route)].run_log(ctx_, ex.route_ran);
+  }
+  log_request(ex);
+  ctx_.response_encoder.reset();  // its state is large: free it between requests
+}
+
+void H1Session::log_request(Exchange& ex) {
   auto& shared = worker_.shared();
   auto& metrics = *shared.metrics;
   size_t shard = worker_.index();
@@ -698,7 +818,7 @@ void H1Session::finish(Exchange& ex) {
   r.time = ex.wall_start;
   r.client_ip = client_text_.empty() ? std::string_view(peer_text_) : client_text_;
   r.method = req_.method_text;
-  r.host = req_.headers.get("host").value_or("");
+  r.host = host_;
   r.path = req_.path();
   r.query = req_.query();
   r.protocol = protocol_name(req_.version_minor);
@@ -710,7 +830,7 @@ void H1Session::finish(Exchange& ex) {
   r.upstream = ex.upstream_name;
   r.upstream_server = ex.upstream_server;
   r.upstream_duration_ms = ex.upstream_ms;
-  r.request_id = req_.headers.get("x-request-id").value_or("");
+  r.request_id = ctx_.request_id;
   r.user_agent = req_.headers.get("user-agent").value_or("");
   r.referer = req_.headers.get("referer").value_or("");
   shared.access_log->write(shard, r);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "filters/filter.h"
 #include "proxy/http/h1_parser.h"
 #include "proxy/server/worker.h"
 #include "proxy/upstream/connection_pool.h"
@@ -51,6 +52,8 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
     bool request_body_done = true;  // every request body byte was read from the client
     bool keep_alive = true;         // the downstream connection may serve another request
     bool response_started = false;  // bytes of the response head were written downstream
+    size_t global_ran = 0;          // filters of the global chain whose request phase ran
+    size_t route_ran = 0;           // the same for the route's chain
   };
 
   enum class HeadResult { ok, closed, error };
@@ -71,11 +74,22 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
   boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
       const upstream::Host& host, std::chrono::milliseconds timeout);
-  boost::asio::awaitable<bool> reply(Exchange& ex, int status, std::string_view extra_headers = {});
+  // A response made by ward: JSON error body (`error` names it; empty: the
+  // status's kind), through the response phase of the filters that ran.
+  boost::asio::awaitable<bool> reply(Exchange& ex, int status, std::string_view error = {},
+                                     std::string_view location = {});
+  void begin_filters(Exchange& ex);
+  void run_response_filters(Exchange& ex, int status, bool local);
+  // Appends one piece of response body to gather_, chunk-framed when asked,
+  // through the response encoder when a filter installed one. False when the
+  // encoder failed.
+  bool frame_body(std::string_view data, filters::BodyEncoder::Mode mode, bool chunked,
+                  char* size_line);
   boost::asio::awaitable<bool> write_downstream(std::chrono::milliseconds timeout);
-  void serialize_request_head();
+  void serialize_request_head(std::string_view target);
   void serialize_response_head(Exchange& ex, bool chunked_down);
   void finish(Exchange& ex);
+  void log_request(Exchange& ex);
   const config::Limits& limits() const;
 
   Worker& worker_;
@@ -91,7 +105,13 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   http::ResponseHead resp_;
   std::string head_out_;  // serialised head going out (either direction)
   std::vector<boost::asio::const_buffer> gather_;
-  std::vector<size_t> tried_;  // hosts tried for the current request
+  std::vector<size_t> tried_;                 // hosts tried for the current request
+  filters::RequestContext ctx_;               // reused for every request
+  std::vector<filters::FilterState> states_;  // global chain's slots, then the route's
+  std::string host_;                          // Host as received: stable while filters edit headers
+  std::string target_up_;  // the request-target sent upstream (after strip_prefix)
+  std::string reply_body_;
+  std::string encoded_;  // response encoder output
   uint64_t requests_ = 0;
   bool idle_ = false;     // waiting for the first byte of a request
   bool closing_ = false;  // drain asked to close after the current response

@@ -125,23 +125,36 @@ std::string_view http_date() {
   return {buf, len};
 }
 
-void append_local_reply(std::string& out, int status, bool close, bool head_only,
-                        std::string_view extra_headers) {
-  std::string body = "{\"error\":\"";
-  body += error_kind(status);
+void make_local_reply(int status, std::string_view error, http::HeaderList& headers,
+                      std::string& body) {
+  headers.clear();
+  body.clear();
+  headers.add("Date", http_date());
+  headers.add("Server", "ward");
+  if (status == 204 || status == 304) {
+    return;  // RFC 9110 15.3.5, 15.4.5: no content
+  }
+  headers.add("Content-Type", "application/json");
+  body += "{\"error\":\"";
+  body += error.empty() ? error_kind(status) : error;
   body += "\",\"status\":";
   body += std::to_string(status);
   body += "}";
+}
+
+void append_local_reply(std::string& out, int status, const http::HeaderList& headers,
+                        std::string_view body, bool close, bool head_only) {
   out += "HTTP/1.1 ";
   out += std::to_string(status);
   out += ' ';
   out += reason_phrase(status);
-  out += "\r\nDate: ";
-  out += http_date();
-  out += "\r\nServer: ward\r\nContent-Type: application/json\r\nContent-Length: ";
-  out += std::to_string(body.size());
   out += "\r\n";
-  out += extra_headers;
+  headers.serialize_to(out);
+  if (status != 204 && status != 304) {
+    out += "Content-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n";
+  }
   if (close) {
     out += "Connection: close\r\n";
   }

@@ -3,6 +3,8 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/http/header_list.h"
+
 namespace ward::server {
 
 // "Not Found" for 404; "Unknown" for codes without a standard phrase.
@@ -14,11 +16,16 @@ std::string_view error_kind(int status);
 // formatted once per second per thread.
 std::string_view http_date();
 
-// Appends a complete proxy-made response: status line, Date, Server,
-// Content-Type: application/json, Content-Length, optional extra header
-// lines (each ending in CRLF), Connection: close when `close`, and the body
-// {"error":"<kind>","status":N} unless `head_only` (a HEAD request).
-void append_local_reply(std::string& out, int status, bool close, bool head_only,
-                        std::string_view extra_headers = {});
+// A proxy-made response: fills `headers` with Date, Server and (unless the
+// status has no content) Content-Type: application/json, and `body` with
+// {"error":"<error>","status":N}, where an empty `error` is error_kind(status).
+// Filters then edit the headers before append_local_reply serialises them.
+void make_local_reply(int status, std::string_view error, http::HeaderList& headers,
+                      std::string& body);
+
+// Appends the whole response: status line, `headers`, Content-Length (not for
+// 204/304), Connection: close when `close`, and `body` unless `head_only`.
+void append_local_reply(std::string& out, int status, const http::HeaderList& headers,
+                        std::string_view body, bool close, bool head_only);
 
 }  // namespace ward::server

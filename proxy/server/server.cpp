@@ -64,6 +64,8 @@ struct Server::Impl {
   ProxyMetrics metrics{registry};
   std::unique_ptr<observe::AccessLog> access_log;
   upstream::UpstreamRegistry upstreams;
+  filters::FilterRegistry filter_registry;
+  filters::RuntimeState filter_runtime;  // rate-limit buckets outlive snapshots
   std::shared_ptr<const Snapshot> snapshot;
   uint64_t generation = 1;
   std::atomic<uint32_t> connections{0};
@@ -77,7 +79,9 @@ struct Server::Impl {
   int exit_code = 0;
 
   Impl(std::shared_ptr<const config::Config> c, std::shared_ptr<spdlog::logger> l)
-      : config(std::move(c)), log(std::move(l)), registry(config->workers) {}
+      : config(std::move(c)), log(std::move(l)), registry(config->workers) {
+    filters::register_builtin_filters(filter_registry);
+  }
 
   bool start();
   void bind_listeners();
@@ -98,7 +102,13 @@ bool Server::Impl::start() {
     log->error("access log: {}", e.what());
     return false;
   }
-  snapshot = Snapshot::build(config, generation, upstreams);
+  try {
+    snapshot = Snapshot::build(config, generation, upstreams,
+                               FilterEnv{filter_registry, registry, filter_runtime});
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return false;
+  }
   WorkerShared shared;
   shared.metrics = &metrics;
   shared.access_log = access_log.get();

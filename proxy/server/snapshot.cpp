@@ -1,12 +1,18 @@
 #include "proxy/server/snapshot.h"
 
+#include <algorithm>
+#include <stdexcept>
+
+#include "proxy/config/reader.h"
+
 namespace ward::server {
 
 std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Config> config,
                                                 uint64_t generation,
-                                                upstream::UpstreamRegistry& registry) {
+                                                upstream::UpstreamRegistry& registry,
+                                                const FilterEnv& filters) {
   auto s = std::make_shared<Snapshot>(
-      Snapshot{config, generation, router::Router(config->routes), {}, {}, {}});
+      Snapshot{config, generation, router::Router(config->routes), {}, {}, {}, {}, {}, 0});
   for (const auto& cidr : config->trusted_proxies) {
     s->trusted_proxies.add(cidr);
   }
@@ -18,6 +24,23 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
     const auto* u = config->find_upstream(route.upstream);
     s->route_upstream_configs.push_back(u);
     s->route_upstreams.push_back(registry.get_or_create(u->name));
+  }
+  config::Reader reader(config->source_path);
+  s->global_filters =
+      filters.registry.build(config->filters, "global", reader, filters.metrics, filters.runtime);
+  size_t longest = 0;
+  for (const auto& route : config->routes) {
+    s->route_filters.push_back(filters.registry.build(route.filters, route.name, reader,
+                                                      filters.metrics, filters.runtime));
+    longest = std::max(longest, s->route_filters.back().size());
+  }
+  s->max_filter_states = s->global_filters.size() + longest;
+  if (reader.has_errors()) {
+    std::string message = "filters did not build:";
+    for (const auto& e : reader.take_errors()) {
+      message += "\n  " + e.to_string();
+    }
+    throw std::runtime_error(message);
   }
   return s;
 }

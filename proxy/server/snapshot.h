@@ -4,12 +4,22 @@
 #include <memory>
 #include <vector>
 
+#include "filters/chain.h"
+#include "filters/registry.h"
 #include "proxy/config/config.h"
 #include "proxy/router/router.h"
 #include "proxy/upstream/upstream_state.h"
 #include "proxy/util/cidr.h"
 
 namespace ward::server {
+
+// What building filters needs besides the config: the catalogue, the metrics
+// registry filters declare their counters in, and state kept across reloads.
+struct FilterEnv {
+  const filters::FilterRegistry& registry;
+  observe::Registry& metrics;
+  filters::RuntimeState& runtime;
+};
 
 // Everything a request needs from the configuration, built once per load or
 // reload on the main thread and never mutated after. A request keeps the
@@ -23,10 +33,19 @@ struct Snapshot {
   std::vector<std::shared_ptr<upstream::UpstreamState>> route_upstreams;
   // Parallel to config->routes: the upstream's config.
   std::vector<const config::Upstream*> route_upstream_configs;
+  // The global chain, then one chain per route (parallel to config->routes).
+  filters::FilterChain global_filters;
+  std::vector<filters::FilterChain> route_filters;
+  // global_filters.size() + the longest route chain: FilterState slots a
+  // request may need.
+  size_t max_filter_states = 0;
 
+  // Throws std::runtime_error listing the problems when a filter does not
+  // build (the loader's check_filter hook has normally refused such a file).
   static std::shared_ptr<const Snapshot> build(std::shared_ptr<const config::Config> config,
                                                uint64_t generation,
-                                               upstream::UpstreamRegistry& registry);
+                                               upstream::UpstreamRegistry& registry,
+                                               const FilterEnv& filters);
 };
 
 }  // namespace ward::server

@@ -1,4 +1,5 @@
 #include "proxy/config/loader.h"
+#include "proxy/config/reader.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -1316,9 +1317,8 @@ TEST_F(LoaderTest, MalformedFilterItemsAreReported) {
                   "ward.yaml:11:5: filters[1]: a filter is a map with one key, its name, such as "
                   "'- request_id: {}'; got a map",
                   "ward.yaml:12:11: filters[2].cors: options must be a map, got a list",
-                  "ward.yaml:13:5: filter 'rate_limt' is not supported yet (did you mean "
-                  "'rate_limit'?)",
-                  "ward.yaml:14:5: filter 'magic' is not supported yet"));
+                  "ward.yaml:13:5: filter 'rate_limt' is unknown (did you mean 'rate_limit'?)",
+                  "ward.yaml:14:5: filter 'magic' is unknown"));
 }
 
 TEST_F(LoaderTest, FilterNotBuiltIsNotSupportedYet) {
@@ -1332,6 +1332,30 @@ routes:
 upstreams: {app: {servers: ["127.0.0.1:1"]}}
 )"),
               ElementsAre("ward.yaml:5:9: filter 'compress' is not supported yet"));
+}
+
+TEST_F(LoaderTest, FilterOptionsAreCheckedByTheHookAndReportedInFileOrder) {
+  std::vector<std::string> checked;
+  options_.features.check_filter = [&](const FilterSpec& spec, Reader& reader) {
+    checked.push_back(spec.name);
+    if (auto bad = spec.options["rate"]) {
+      reader.error(bad.Mark(), spec.name + ".rate: bad rate");
+    }
+  };
+  EXPECT_THAT(errors(R"(
+listeners: [{name: web, address: ":0"}]
+filters:
+  - request_id: {}
+routes:
+  - upstream: app
+    filters:
+      - rate_limit: {rate: fast}
+upstreams: {app: {servers: ["127.0.0.1:1"], connect_timeout: 5}}
+)"),
+              ElementsAre("ward.yaml:7:28: rate_limit.rate: bad rate",
+                          "ward.yaml:8:62: upstreams.app.connect_timeout: expected a duration "
+                          "such as 250ms, 10s, 5m or 1h, got '5'"));
+  EXPECT_THAT(checked, ElementsAre("request_id", "rate_limit"));
 }
 
 // --- feature gates ----------------------------------------------------------------
