@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -18,6 +19,7 @@ namespace ward::server {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -339,9 +341,6 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   fctx.client = client_;  // decided once, in handle()
   fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
   fctx.tls = false;
-  // WebSocket tunnelling comes with the TLS/HTTP2 work; until then the
-  // upstream sees a plain request and answers it as such.
-  req_.upgrade_websocket = false;
   http::prepare_upstream_request(req_, fctx);
   // The client's target stays in req_ (filters and the access log see it).
   target_up_ =
@@ -478,6 +477,10 @@ asio::awaitable<H1Session::Outcome> H1Session::forward_once(Exchange& ex,
   if (head != Outcome::ok) {
     co_return head;
   }
+  if (resp_.status == 101) {
+    co_await tunnel(ex, conn);
+    co_return Outcome::ok;
+  }
   bool relayed = co_await relay_response(ex, conn);
   co_return relayed ? Outcome::ok : Outcome::fail;
 }
@@ -574,8 +577,17 @@ asio::awaitable<H1Session::Outcome> H1Session::read_response_head(
           fail_status = 502;
           co_return Outcome::fail;
         }
-        // Interim responses (100, 103) are not relayed; 101 never comes
-        // because Upgrade is not forwarded yet.
+        if (resp_.status == 101) {
+          if (req_.upgrade_websocket) {
+            co_return Outcome::ok;  // the handshake's answer: a tunnel follows
+          }
+          // RFC 9110 15.2.2: switching protocols the client did not ask for.
+          worker_.shared().log->warn("upstream {}: 101 without an upgrade request",
+                                     ex.upstream_server);
+          fail_status = 502;
+          co_return Outcome::fail;
+        }
+        // Interim responses (100, 103) are not relayed.
         if (resp_.status >= 100 && resp_.status < 200) {
           scanned = 0;
           continue;
@@ -709,6 +721,74 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
   }
 }
 
+asio::awaitable<void> H1Session::tunnel(Exchange& ex, upstream::UpstreamConnection& conn) {
+  http::prepare_downstream_response(resp_);
+  ex.status = 101;
+  run_response_filters(ex, 101, false);
+  ctx_.response_encoder.reset();  // a tunnel carries frames, not a body to encode
+  // Neither connection speaks HTTP again.
+  resp_.keep_alive = false;
+  ex.keep_alive = false;
+  serialize_response_head(ex, false);
+  auto& metrics = *worker_.shared().metrics;
+  const auto& route_name = ex.snapshot->config->routes[static_cast<size_t>(ex.route)].name;
+  metrics.websocket_upgrades.inc(worker_.index(), {route_name});
+  metrics.websocket_active.add(worker_.index(), {route_name}, 1);
+  const auto idle = limits().idle_timeout;
+  deadline_.expires_after(idle);
+  conn.deadline.expires_after(idle);
+  // The 101 head and whatever frames came with it, in one write.
+  gather_.clear();
+  gather_.emplace_back(head_out_.data(), head_out_.size());
+  if (!conn.buffer.empty()) {
+    gather_.emplace_back(conn.buffer.data().data(), conn.buffer.size());
+  }
+  auto [ec, n] = co_await asio::async_write(socket_, gather_, kNoThrow);
+  ex.response_started = true;
+  if (!ec) {
+    ex.bytes_out += conn.buffer.size();
+    conn.buffer.consume(conn.buffer.size());
+    co_await (pipe(socket_, in_, conn.socket, conn, ex.bytes_in) &&
+              pipe(conn.socket, conn.buffer, socket_, conn, ex.bytes_out));
+  }
+  metrics.websocket_active.add(worker_.index(), {route_name}, -1);
+}
+
+// Relays bytes from `from` to `to` until `from` ends, then half-closes `to`
+// so the peer sees the end too (a WebSocket close handshake in flight still
+// completes the other way). Activity either way pushes both deadlines out by
+// idle_timeout: a tunnel dies when nothing moves, not when one side is quiet.
+// An error or timeout on either side closes both.
+asio::awaitable<void> H1Session::pipe(tcp::socket& from, util::IoBuffer& buffer, tcp::socket& to,
+                                      upstream::UpstreamConnection& conn, uint64_t& bytes) {
+  const auto idle = limits().idle_timeout;
+  boost::system::error_code ignored;
+  for (;;) {
+    if (!buffer.empty()) {
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buffer.data()), kNoThrow);
+      if (wec) {
+        break;
+      }
+      bytes += buffer.size();
+      buffer.consume(buffer.size());
+    }
+    auto [ec, n] = co_await from.async_read_some(
+        asio::buffer(buffer.write_ptr(), buffer.write_space()), kNoThrow);
+    if (ec == asio::error::eof) {
+      to.shutdown(tcp::socket::shutdown_send, ignored);
+      co_return;
+    }
+    if (ec) {
+      break;
+    }
+    buffer.commit(n);
+    deadline_.expires_after(idle);
+    conn.deadline.expires_after(idle);
+  }
+  socket_.close(ignored);
+  conn.socket.close(ignored);
+}
+
 void H1Session::serialize_request_head(std::string_view target) {
   head_out_.clear();
   head_out_ += req_.method_text;
@@ -734,7 +814,9 @@ void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
   if (chunked_down) {
     head_out_ += "Transfer-Encoding: chunked\r\n";
   }
-  if (!ex.keep_alive || closing_ || worker_.draining()) {
+  if (resp_.status == 101) {
+    // "Connection: upgrade" is already there (prepare_downstream_response).
+  } else if (!ex.keep_alive || closing_ || worker_.draining()) {
     ex.keep_alive = false;
     head_out_ += "Connection: close\r\n";
   } else if (req_.version_minor == 0) {

@@ -72,6 +72,12 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
                                                      upstream::UpstreamConnection& conn,
                                                      bool retryable, int& fail_status);
   boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
+  // After a 101 to a WebSocket handshake: relays bytes both ways until both
+  // sides have ended, an error, or idle_timeout without traffic.
+  boost::asio::awaitable<void> tunnel(Exchange& ex, upstream::UpstreamConnection& conn);
+  boost::asio::awaitable<void> pipe(boost::asio::ip::tcp::socket& from, util::IoBuffer& buffer,
+                                    boost::asio::ip::tcp::socket& to,
+                                    upstream::UpstreamConnection& conn, uint64_t& bytes);
   boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
       const upstream::Host& host, std::chrono::milliseconds timeout);
   // A response made by ward: JSON error body (`error` names it; empty: the

@@ -38,7 +38,11 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
       config_reload_failures(r.counter("ward_config_reload_failures_total",
                                        "Configuration reloads refused for errors.", {})),
       access_log_dropped(r.gauge("ward_access_log_dropped_lines",
-                                 "Access log lines dropped because the writer fell behind.", {})) {}
+                                 "Access log lines dropped because the writer fell behind.", {})),
+      websocket_upgrades(r.counter("ward_websocket_upgrades_total",
+                                   "WebSocket handshakes answered 101 by an upstream.", {"route"})),
+      websocket_active(
+          r.gauge("ward_websocket_connections_active", "WebSocket tunnels open now.", {"route"})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

@@ -24,6 +24,8 @@ struct ProxyMetrics {
   observe::CounterFamily& config_reloads;
   observe::CounterFamily& config_reload_failures;
   observe::GaugeFamily& access_log_dropped;
+  observe::CounterFamily& websocket_upgrades;  // route
+  observe::GaugeFamily& websocket_active;      // route
 };
 
 // "200" for 200: label values for status codes without formatting per request.

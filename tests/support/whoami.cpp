@@ -14,6 +14,10 @@
 //   drip=MS       pause MS between 16 KiB response pieces
 //   header=N:V    add a response header (repeatable, %-decoded)
 //   nobody=1      no body (204/304 semantics)
+//   type=T        Content-Type of a size= or echo= body (default
+//                 application/octet-stream)
+// GET /ws with a WebSocket upgrade (RFC 6455) echoes every message back,
+// prefixed with "<name>:", until the client closes.
 // GET /health answers 200 "ok" (503 while --unhealthy-file exists), and
 // GET /__count answers {"requests":N,"connections":M}: the requests received
 // whole, head and body (echo=1: head), neither of these two paths counted,
@@ -28,6 +32,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -143,6 +148,7 @@ struct Behaviour {
   bool close = false;
   bool echo = false;
   bool nobody = false;
+  std::string type = "application/octet-stream";
   std::vector<std::pair<std::string, std::string>> headers;
 
   static Behaviour parse(std::string_view target) {
@@ -179,6 +185,11 @@ struct Behaviour {
       echo = value == "1";
     } else if (key == "nobody") {
       nobody = value == "1";
+    } else if (key == "type") {
+      // No CR/LF: the value goes into the response head as is.
+      if (value.find_first_of("\r\n") == std::string::npos) {
+        type = value;
+      }
     } else if (key == "header") {
       auto colon = value.find(':');
       if (colon != std::string::npos) {
@@ -216,6 +227,11 @@ class Exchange {
     head_only_ = req.method() == http::verb::head;
     keep_alive_ = req.keep_alive();
     chunk_ok_ = req.version() >= 11;
+    if (path == "/ws" && beast::websocket::is_upgrade(req)) {
+      counters_.requests++;
+      co_await answer_websocket();
+      co_return false;  // the connection was the WebSocket's
+    }
     if (path == "/health") {
       co_await answer_health();
     } else if (path == "/__count") {
@@ -249,6 +265,33 @@ class Exchange {
       co_await answer_pattern(*want_.size);
     } else {
       co_await answer_json();
+    }
+  }
+
+  // Echoes each message with the server's name in front, until a close or an
+  // error; each read is bounded (a test upstream must not hang a test).
+  asio::awaitable<void> answer_websocket() {
+    beast::websocket::stream<tcp::socket&> ws(sock_);
+    ws.set_option(beast::websocket::stream_base::timeout{std::chrono::seconds(10),
+                                                         std::chrono::seconds(30), false});
+    ws.read_message_max(1 << 20);
+    auto [aec] = co_await ws.async_accept(parser_.get(), kTuple);
+    if (aec) {
+      co_return;
+    }
+    beast::flat_buffer message;
+    for (;;) {
+      message.clear();
+      auto [rec, rn] = co_await ws.async_read(message, kTuple);
+      if (rec) {
+        co_return;
+      }
+      std::string reply = opt_.name + ":" + beast::buffers_to_string(message.data());
+      ws.text(ws.got_text());
+      auto [wec, wn] = co_await ws.async_write(asio::buffer(reply), kTuple);
+      if (wec) {
+        co_return;
+      }
     }
   }
 
@@ -309,7 +352,7 @@ class Exchange {
       }
       return s;
     }();
-    co_await send_head(want_.status, "application/octet-stream", size);
+    co_await send_head(want_.status, want_.type, size);
     std::size_t piece = want_.drip.count() ? kDripPiece : kPiece;
     for (std::uint64_t sent = 0; ok_ && sent < size; sent += piece) {
       auto n = static_cast<std::size_t>(std::min<std::uint64_t>(piece, size - sent));
@@ -329,7 +372,7 @@ class Exchange {
     if (auto cl = parser_.content_length()) {
       length = *cl;
     }
-    co_await send_head(want_.status, "application/octet-stream", length);
+    co_await send_head(want_.status, want_.type, length);
     co_await continue_if_expected();
     std::array<char, kPiece> buf;
     std::size_t piece = want_.drip.count() ? kDripPiece : kPiece;
