@@ -186,6 +186,16 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
     if (closing_ && idle_) {
       co_return HeadResult::closed;
     }
+    if (in_.empty()) {
+      // Nothing buffered: give the buffer back and wait for readability
+      // without one, so an idle keep-alive connection holds no memory.
+      in_.release();
+      auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+      if (wec) {
+        idle_ = false;
+        co_return HeadResult::closed;
+      }
+    }
     char* ptr = in_.write_ptr();
     size_t space = in_.write_space();
     if (space == 0) {

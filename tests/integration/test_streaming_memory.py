@@ -115,3 +115,32 @@ def test_slow_reader_does_not_make_ward_buffer(ward):
             n = c.sock.recv_into(buf)
             assert n > 0
             received += n
+
+
+def test_idle_keepalive_connections_hold_no_read_buffer(ward):
+    """An idle keep-alive connection gives its 32 KiB read buffer back, so
+    thousands of idle clients cost little (nginx and HAProxy do the same)."""
+    import socket
+
+    count = 1000
+    conns = []
+    try:
+        first = socket.create_connection(("127.0.0.1", ward.port), timeout=10)
+        conns.append(first)
+        first.sendall(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
+        assert first.recv(65536).startswith(b"HTTP/1.1 200")
+        before = ward.rss_kib()
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", ward.port), timeout=10)
+            conns.append(s)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
+        for s in conns[1:]:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        # Every connection has answered and is now idle in keep-alive.
+        per_conn = (ward.rss_kib() - before) / count
+    finally:
+        for s in conns:
+            s.close()
+    if ward.sanitized():
+        pytest.skip(f"memory bound not checked under a sanitizer ({per_conn:.1f} KiB/conn)")
+    assert per_conn < 12, f"{per_conn:.1f} KiB per idle connection"
