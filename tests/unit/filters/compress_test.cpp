@@ -1,4 +1,4 @@
-#include "filters/body_encoders.h"
+#include "filters/compress.h"
 
 #include <brotli/decode.h>
 #include <gmock/gmock.h>
@@ -12,10 +12,13 @@
 #include <string_view>
 #include <vector>
 
+#include "filters/body_encoders.h"
+
 namespace ward::filters {
 namespace {
 
 using Mode = BodyEncoder::Mode;
+using ::testing::ElementsAre;
 using ::testing::StartsWith;
 
 constexpr size_t kKiB = 1024;
@@ -320,6 +323,534 @@ TEST_F(BrotliEncoderTest, HighestQualityStaysUnderThreeMiB) {
   ASSERT_TRUE(e->encode("", Mode::finish, out));
   EXPECT_LE(e->memory().peak(), 3 * kMiB);
   EXPECT_EQ(unbrotli(out), body);
+}
+
+// --- The filter ---
+
+class CompressFilterTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Filter> build(const std::string& yaml = "{}") {
+    spec_.name = "compress";
+    spec_.options = YAML::Load(yaml);
+    BuildContext ctx{spec_, reader_, metrics_, runtime_, "api", "api.compress"};
+    return make_compress_filter(ctx);
+  }
+
+  std::vector<std::string> errors() {
+    std::vector<std::string> out;
+    for (const auto& e : reader_.take_errors()) {
+      out.push_back(e.to_string());
+    }
+    return out;
+  }
+
+  // The errors of a configuration that must not build.
+  std::vector<std::string> rejected(const std::string& yaml) {
+    EXPECT_EQ(build(yaml), nullptr) << yaml;
+    return errors();
+  }
+
+  // A fresh request (with these Accept-Encoding fields) and a compressible
+  // 200 response: text/html, 4 KiB.
+  void start(std::vector<std::string_view> accept_encoding = {"gzip, br"}) {
+    ctx_.reset();
+    request_.clear();
+    response_.clear();
+    state_ = FilterState{};
+    for (auto v : accept_encoding) {
+      request_.add("Accept-Encoding", v);
+    }
+    response_.add("Content-Type", "text/html; charset=utf-8");
+    response_.add("Content-Length", "4096");
+    ctx_.method = "GET";
+    ctx_.status = 200;
+  }
+
+  // Both phases, as the chain runs them.
+  void run(Filter& f) {
+    ctx_.request_headers = &request_;
+    ctx_.state = &state_;
+    ASSERT_EQ(f.on_request(ctx_), FilterStatus::next);
+    ctx_.response_headers = &response_;
+    f.on_response(ctx_);
+    ctx_.state = nullptr;
+  }
+
+  std::string head() const {
+    std::string s;
+    response_.serialize_to(s);
+    return s;
+  }
+
+  std::string field(std::string_view name) const {
+    return std::string(response_.get(name).value_or("<none>"));
+  }
+
+  // The Content-Encoding the standard response gets for these Accept-Encoding
+  // fields; "" when it goes out as is.
+  std::string coding_for(std::vector<std::string_view> accept_encoding,
+                         const std::string& yaml = "{}") {
+    auto f = build(yaml);
+    EXPECT_NE(f, nullptr);
+    if (!f) {
+      return "<no filter>";
+    }
+    start(std::move(accept_encoding));
+    run(*f);
+    const bool installed = ctx_.response_encoder != nullptr;
+    std::string coding(response_.get("Content-Encoding").value_or(""));
+    EXPECT_EQ(installed, !coding.empty());
+    return coding;
+  }
+
+  // Whether the standard request gets its response compressed once `edit`
+  // has shaped the response.
+  template <typename Edit>
+  bool compressed(Filter& f, Edit&& edit) {
+    start();
+    edit();
+    run(f);
+    return ctx_.response_encoder != nullptr;
+  }
+
+  uint64_t responses(std::string_view encoding) {
+    return metrics_.counter("ward_compress_responses_total", "", {"filter", "encoding"})
+        .value({"api.compress", encoding});
+  }
+
+  config::FilterSpec spec_;
+  config::Reader reader_{"test.yaml"};
+  observe::Registry metrics_{1};
+  RuntimeState runtime_;
+  http::HeaderList request_;
+  http::HeaderList response_;
+  FilterState state_;
+  RequestContext ctx_;  // last: its encoder reports to metrics_ when destroyed
+};
+
+// Negotiation (RFC 9110 12.5.3)
+
+TEST_F(CompressFilterTest, ServerOrderBreaksATieBetweenAcceptedCodings) {
+  EXPECT_EQ(coding_for({"gzip, br"}), "br");  // default algorithms: [br, gzip]
+  EXPECT_EQ(coding_for({"br, gzip"}, "{algorithms: [gzip, br]}"), "gzip");
+  EXPECT_EQ(coding_for({"gzip;q=0.5, br;q=0.5"}), "br");
+}
+
+TEST_F(CompressFilterTest, HigherQValueWins) {
+  EXPECT_EQ(coding_for({"br;q=0.5, gzip;q=0.8"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=0.001, gzip;q=0"}), "br");
+  EXPECT_EQ(coding_for({"gzip;q=1.0, br;q=0.999"}), "gzip");
+}
+
+TEST_F(CompressFilterTest, QZeroExcludesACoding) {
+  EXPECT_EQ(coding_for({"br;q=0, gzip"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=0, gzip;q=0.000"}), "");
+  EXPECT_EQ(coding_for({"gzip"}, "{algorithms: [br]}"), "");
+}
+
+TEST_F(CompressFilterTest, OnlyOfferedAlgorithmsAreUsed) {
+  EXPECT_EQ(coding_for({"br"}), "br");
+  EXPECT_EQ(coding_for({"gzip"}), "gzip");
+  EXPECT_EQ(coding_for({"br"}, "{algorithms: [gzip]}"), "");
+  EXPECT_EQ(coding_for({"deflate, zstd, compress"}), "");
+  EXPECT_EQ(coding_for({"zstd, gzip;q=0.1"}), "gzip");
+}
+
+TEST_F(CompressFilterTest, StarStandsForEveryCodingNotNamed) {
+  EXPECT_EQ(coding_for({"*"}), "br");
+  EXPECT_EQ(coding_for({"br;q=0, *"}), "gzip");
+  EXPECT_EQ(coding_for({"*;q=0.2, gzip;q=0.5"}), "gzip");
+  EXPECT_EQ(coding_for({"*;q=0"}), "");
+}
+
+TEST_F(CompressFilterTest, IdentityIsUsedOnlyWhenTheClientPrefersIt) {
+  EXPECT_EQ(coding_for({"identity;q=0, gzip"}), "gzip");  // refuses identity, takes gzip
+  EXPECT_EQ(coding_for({"identity, gzip"}), "gzip");      // a tie: compress
+  EXPECT_EQ(coding_for({"identity, gzip;q=0.5"}), "");    // prefers uncompressed
+  EXPECT_EQ(coding_for({"identity"}), "");
+}
+
+TEST_F(CompressFilterTest, CodingsAndWeightsAreCaseInsensitive) {
+  EXPECT_EQ(coding_for({"GZIP;Q=1"}), "gzip");
+  EXPECT_EQ(coding_for({"Br ; q=0.9 , GZip;q=0.1"}), "br");
+  EXPECT_EQ(coding_for({"x-gzip"}), "gzip");  // gzip's old name (RFC 9110 8.4.1.3)
+}
+
+TEST_F(CompressFilterTest, NoOrEmptyAcceptEncodingMeansUncompressed) {
+  EXPECT_EQ(coding_for({}), "");
+  EXPECT_EQ(coding_for({""}), "");
+  EXPECT_EQ(coding_for({" , ,"}), "");
+}
+
+TEST_F(CompressFilterTest, SeveralAcceptEncodingFieldsAreOneList) {
+  EXPECT_EQ(coding_for({"br;q=0", "gzip"}), "gzip");
+  EXPECT_EQ(coding_for({"gzip;q=0.1", "br;q=0.2"}), "br");
+}
+
+TEST_F(CompressFilterTest, ACodingNamedTwiceKeepsItsLowestWeight) {
+  EXPECT_EQ(coding_for({"br, br;q=0, gzip;q=0.5"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=0, br, gzip;q=0.5"}), "gzip");
+}
+
+TEST_F(CompressFilterTest, MalformedWeightExcludesItsCoding) {
+  EXPECT_EQ(coding_for({"br;q=high, gzip;q=0.1"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=1.5, gzip;q=0.1"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=0.1234, gzip;q=0.1"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=, gzip;q=0.1"}), "gzip");
+  EXPECT_EQ(coding_for({"br;q=-1, gzip;q=.5"}), "");
+  // Parameters other than the weight are ignored.
+  EXPECT_EQ(coding_for({"gzip;level=9"}), "gzip");
+}
+
+TEST_F(CompressFilterTest, GarbageIsToleratedWithoutCompressing) {
+  const std::string long_list(16 * kKiB, ',');
+  const std::string binary("\x00\xff\x01gzip\x7f", 8);
+  for (std::string_view garbage :
+       {std::string_view(";;;"), std::string_view("q=1"), std::string_view("=,=;=;q"),
+        std::string_view(";q=1"), std::string_view("\"gzip\""), std::string_view("gzip br"),
+        std::string_view(long_list), std::string_view(binary)}) {
+    EXPECT_EQ(coding_for({garbage}), "") << garbage.substr(0, 20);
+  }
+  EXPECT_EQ(coding_for({";;, gzip ,,;q=1"}), "gzip");  // good elements still count
+}
+
+TEST_F(CompressFilterTest, TheChoiceIsMadeInTheRequestPhase) {
+  auto f = build();
+  start({"gzip"});
+  ctx_.request_headers = &request_;
+  ctx_.state = &state_;
+  f->on_request(ctx_);
+  request_.set("Accept-Encoding", "identity");  // too late to matter
+  ctx_.response_headers = &response_;
+  f->on_response(ctx_);
+  EXPECT_EQ(field("Content-Encoding"), "gzip");
+}
+
+// The response head when compressing
+
+TEST_F(CompressFilterTest, CompressingSetsContentEncodingDropsLengthAndInstallsTheEncoder) {
+  auto f = build();
+  start({"gzip"});
+  response_.add("Accept-Ranges", "bytes");
+  run(*f);
+  EXPECT_EQ(field("Content-Encoding"), "gzip");
+  EXPECT_EQ(field("Content-Length"), "<none>");
+  EXPECT_EQ(field("Accept-Ranges"), "<none>");
+  EXPECT_EQ(field("Vary"), "Accept-Encoding");
+  EXPECT_EQ(field("Content-Type"), "text/html; charset=utf-8");
+  ASSERT_NE(ctx_.response_encoder, nullptr);
+}
+
+TEST_F(CompressFilterTest, InstalledEncoderWritesWhatTheClientDecodes) {
+  auto f = build();
+  const std::string body = text_body(100 * kKiB);
+  for (auto coding : {"gzip", "br"}) {
+    start({coding});
+    run(*f);
+    ASSERT_NE(ctx_.response_encoder, nullptr) << coding;
+    std::string out;
+    ASSERT_TRUE(ctx_.response_encoder->encode(body, Mode::none, out));
+    ASSERT_TRUE(ctx_.response_encoder->encode("", Mode::finish, out));
+    EXPECT_EQ(std::string_view(coding) == "gzip" ? gunzip(out) : unbrotli(out), body) << coding;
+  }
+}
+
+TEST_F(CompressFilterTest, IdentityContentEncodingIsReplaced) {
+  auto f = build();
+  start({"br"});
+  response_.add("Content-Encoding", "identity");
+  run(*f);
+  EXPECT_EQ(response_.count("Content-Encoding"), 1u);
+  EXPECT_EQ(field("Content-Encoding"), "br");
+}
+
+TEST_F(CompressFilterTest, VaryIsAppendedToAndNeverDuplicated) {
+  auto f = build();
+  start();
+  response_.add("Vary", "Origin");
+  run(*f);
+  EXPECT_EQ(field("Vary"), "Origin, Accept-Encoding");
+
+  for (auto existing : {"accept-encoding", "Origin, Accept-Encoding", "*"}) {
+    start();
+    response_.add("Vary", existing);
+    run(*f);
+    EXPECT_EQ(response_.count("Vary"), 1u) << existing;
+    EXPECT_EQ(field("Vary"), existing);
+  }
+  start();
+  response_.add("Vary", "Origin");
+  response_.add("Vary", "Accept-Encoding");
+  run(*f);
+  EXPECT_EQ(response_.count("Vary"), 2u);
+}
+
+TEST_F(CompressFilterTest, VaryIsAddedEvenWhenThisClientGetsItUncompressed) {
+  auto f = build();
+  start({});
+  run(*f);
+  EXPECT_EQ(ctx_.response_encoder, nullptr);
+  EXPECT_EQ(field("Vary"), "Accept-Encoding");
+  EXPECT_EQ(field("Content-Length"), "4096");
+  EXPECT_EQ(field("Content-Encoding"), "<none>");
+}
+
+TEST_F(CompressFilterTest, StrongETagBecomesWeakWhenCompressing) {
+  auto f = build();
+  start();
+  response_.add("ETag", "\"v1-abc\"");
+  run(*f);
+  EXPECT_EQ(field("ETag"), "W/\"v1-abc\"");
+
+  start();
+  response_.add("ETag", "W/\"already\"");
+  run(*f);
+  EXPECT_EQ(field("ETag"), "W/\"already\"");
+
+  start();
+  response_.add("ETag", "not-quoted");  // not an entity-tag: cannot be made weak
+  run(*f);
+  EXPECT_EQ(field("ETag"), "<none>");
+
+  start({});  // sent as is: the strong validator stays true
+  response_.add("ETag", "\"v1-abc\"");
+  run(*f);
+  EXPECT_EQ(field("ETag"), "\"v1-abc\"");
+}
+
+// Responses left untouched
+
+TEST_F(CompressFilterTest, AlreadyEncodedResponseIsUntouched) {
+  auto f = build();
+  for (auto encoding : {"gzip", "br", "identity, gzip", "deflate"}) {
+    start();
+    response_.add("Content-Encoding", encoding);
+    response_.add("ETag", "\"x\"");
+    const std::string before = head();
+    run(*f);
+    EXPECT_EQ(head(), before) << encoding;
+    EXPECT_EQ(ctx_.response_encoder, nullptr) << encoding;
+  }
+}
+
+TEST_F(CompressFilterTest, ResponsesWithoutABodyOrWithRangesAreUntouched) {
+  auto f = build();
+  for (int status : {101, 204, 206, 304}) {
+    start();
+    ctx_.status = status;
+    ctx_.response_has_body = status == 206;  // as the codec sets it
+    if (status == 206) {
+      response_.add("Content-Range", "bytes 0-4095/10000");
+    }
+    const std::string before = head();
+    run(*f);
+    EXPECT_EQ(head(), before) << status;
+    EXPECT_EQ(ctx_.response_encoder, nullptr) << status;
+  }
+  start();
+  ctx_.method = "HEAD";
+  ctx_.response_has_body = false;
+  const std::string before = head();
+  run(*f);
+  EXPECT_EQ(head(), before);
+  EXPECT_EQ(ctx_.response_encoder, nullptr);
+}
+
+TEST_F(CompressFilterTest, NoTransformIsRespected) {
+  auto f = build();
+  for (auto cache_control : {"no-transform", "public, No-Transform, max-age=60"}) {
+    start();
+    response_.add("Cache-Control", cache_control);
+    const std::string before = head();
+    run(*f);
+    EXPECT_EQ(head(), before) << cache_control;
+    EXPECT_EQ(ctx_.response_encoder, nullptr);
+  }
+  start();
+  response_.add("Cache-Control", "max-age=60");
+  response_.add("Cache-Control", "no-transform");
+  run(*f);
+  EXPECT_EQ(ctx_.response_encoder, nullptr);
+}
+
+TEST_F(CompressFilterTest, ProxyErrorsAreCompressedByTheSameRules) {
+  auto f = build("{min_size: 0}");
+  EXPECT_TRUE(compressed(*f, [&] {
+    ctx_.status = 502;
+    ctx_.local_reply = true;
+    response_.set("Content-Type", "application/json");
+    response_.set("Content-Length", "40");
+  }));
+}
+
+// Types
+
+TEST_F(CompressFilterTest, DefaultTypesAreTextJsonJavascriptAndSvg) {
+  auto f = build();
+  for (auto type : {"text/html", "text/plain", "text/css", "text/event-stream", "application/json",
+                    "application/javascript", "image/svg+xml"}) {
+    EXPECT_TRUE(compressed(*f, [&] { response_.set("Content-Type", type); })) << type;
+  }
+  for (auto type : {"image/png", "application/octet-stream", "application/jsonx", "texts/plain",
+                    "text", "text/", "application/zip", ""}) {
+    EXPECT_FALSE(compressed(*f, [&] { response_.set("Content-Type", type); })) << type;
+    EXPECT_EQ(field("Vary"), "<none>") << type;
+  }
+  EXPECT_FALSE(compressed(*f, [&] { response_.remove("Content-Type"); }));
+}
+
+TEST_F(CompressFilterTest, TypeMatchIgnoresCaseAndParameters) {
+  auto f = build();
+  for (auto type : {"Text/HTML", "APPLICATION/JSON; charset=UTF-8", " application/json ;q=1",
+                    "image/SVG+xml;charset=utf-8"}) {
+    EXPECT_TRUE(compressed(*f, [&] { response_.set("Content-Type", type); })) << type;
+  }
+}
+
+TEST_F(CompressFilterTest, TypesOptionReplacesTheDefaultsAndTakesWildcards) {
+  auto f = build("{types: [application/*, Text/CSV]}");
+  ASSERT_NE(f, nullptr);
+  for (auto type : {"application/xml", "application/json; charset=utf-8", "text/csv"}) {
+    EXPECT_TRUE(compressed(*f, [&] { response_.set("Content-Type", type); })) << type;
+  }
+  for (auto type : {"text/html", "text/csvx", "image/svg+xml", "applications/xml"}) {
+    EXPECT_FALSE(compressed(*f, [&] { response_.set("Content-Type", type); })) << type;
+  }
+}
+
+// Size
+
+TEST_F(CompressFilterTest, MinSizeAppliesToAKnownLength) {
+  auto f = build();  // 1KiB
+  EXPECT_FALSE(compressed(*f, [&] { response_.set("Content-Length", "1023"); }));
+  EXPECT_EQ(field("Vary"), "Accept-Encoding");  // the type is compressible
+  EXPECT_EQ(field("Content-Length"), "1023");
+  EXPECT_TRUE(compressed(*f, [&] { response_.set("Content-Length", "1024"); }));
+
+  auto big = build("{min_size: 10KiB}");
+  EXPECT_FALSE(compressed(*big, [&] { response_.set("Content-Length", "10239"); }));
+  EXPECT_TRUE(compressed(*big, [&] { response_.set("Content-Length", "10240"); }));
+}
+
+TEST_F(CompressFilterTest, UnknownLengthIsCompressed) {
+  auto f = build("{min_size: 1MiB}");
+  EXPECT_TRUE(compressed(*f, [&] { response_.remove("Content-Length"); }));
+}
+
+TEST_F(CompressFilterTest, EmptyBodyIsNeverCompressed) {
+  auto f = build("{min_size: 0}");
+  EXPECT_TRUE(compressed(*f, [&] { response_.set("Content-Length", "1"); }));
+  EXPECT_FALSE(compressed(*f, [&] { response_.set("Content-Length", "0"); }));
+}
+
+// Metrics
+
+TEST_F(CompressFilterTest, CountsResponsesAndBytesByEncoding) {
+  auto f = build();
+  start({"gzip"});
+  run(*f);
+  const std::string body = text_body(64 * kKiB);
+  std::string out;
+  ASSERT_TRUE(ctx_.response_encoder->encode(body, Mode::finish, out));
+  start({"br"});
+  run(*f);
+  start({});
+  run(*f);
+  start({"gzip"});
+  response_.set("Content-Type", "image/png");  // not compressible: not counted
+  run(*f);
+  EXPECT_EQ(responses("gzip"), 1u);
+  EXPECT_EQ(responses("br"), 1u);
+  EXPECT_EQ(responses("identity"), 1u);
+  auto& in = metrics_.counter("ward_compress_input_bytes_total", "", {"filter", "encoding"});
+  auto& sent = metrics_.counter("ward_compress_output_bytes_total", "", {"filter", "encoding"});
+  EXPECT_EQ(in.value({"api.compress", "gzip"}), body.size());
+  EXPECT_EQ(sent.value({"api.compress", "gzip"}), out.size());
+}
+
+// Options
+
+TEST_F(CompressFilterTest, EmptyOptionsMeanTheDefaults) {
+  EXPECT_NE(build("{}"), nullptr);
+  EXPECT_NE(build("~"), nullptr);
+  EXPECT_NE(build("{types: [text/*], min_size: 0, algorithms: [gzip], gzip_level: 9, "
+                  "br_quality: 0}"),
+            nullptr);
+  EXPECT_TRUE(errors().empty());
+}
+
+TEST_F(CompressFilterTest, UnknownOptionIsAnErrorWithASuggestion) {
+  EXPECT_THAT(rejected("{typs: [text/html]}"),
+              ElementsAre("test.yaml:1:2: unknown key 'typs' in compress (did you mean 'types'?)"));
+}
+
+TEST_F(CompressFilterTest, TypesMustBeAListOfMediaTypes) {
+  EXPECT_THAT(rejected("types: text/html"),
+              ElementsAre("test.yaml:1:8: compress.types: expected a list, got 'text/html'"));
+  EXPECT_THAT(rejected("types: []"),
+              ElementsAre("test.yaml:1:8: compress.types: at least one media type is required"));
+  EXPECT_THAT(
+      rejected("types:\n  - text/html\n  - html\n  - '*/*'\n  - text/ html\n  - {a: b}\n"
+               "  - text/html; charset=utf-8\n  - text/**\n"),
+      ElementsAre("test.yaml:3:5: compress.types[1]: expected a media type such as text/html or "
+                  "text/*, got 'html'",
+                  "test.yaml:4:5: compress.types[2]: expected a media type such as text/html or "
+                  "text/*, got '*/*'",
+                  "test.yaml:5:5: compress.types[3]: expected a media type such as text/html or "
+                  "text/*, got 'text/ html'",
+                  "test.yaml:6:5: compress.types[4]: expected a string, got a map",
+                  "test.yaml:7:5: compress.types[5]: expected a media type such as text/html or "
+                  "text/*, got 'text/html; charset=utf-8'",
+                  "test.yaml:8:5: compress.types[6]: expected a media type such as text/html or "
+                  "text/*, got 'text/**'"));
+}
+
+TEST_F(CompressFilterTest, MinSizeMustBeASize) {
+  EXPECT_THAT(rejected("min_size: 1KB"),
+              ElementsAre("test.yaml:1:11: compress.min_size: expected a size such as 512, "
+                          "16KiB, 10MiB or 1GiB, got '1KB'"));
+  EXPECT_THAT(rejected("min_size: -1"),
+              ElementsAre("test.yaml:1:11: compress.min_size: expected a size such as 512, "
+                          "16KiB, 10MiB or 1GiB, got '-1'"));
+}
+
+TEST_F(CompressFilterTest, AlgorithmsMustBeKnownAndListedOnce) {
+  EXPECT_THAT(rejected("algorithms: [br, deflate, gzp, gzip, br]"),
+              ElementsAre("test.yaml:1:18: compress.algorithms[1]: unknown algorithm 'deflate' "
+                          "(expected br or gzip)",
+                          "test.yaml:1:27: compress.algorithms[2]: unknown algorithm 'gzp' "
+                          "(expected br or gzip; did you mean 'gzip'?)",
+                          "test.yaml:1:38: compress.algorithms[4]: 'br' is listed twice"));
+  EXPECT_THAT(rejected("algorithms: []"),
+              ElementsAre("test.yaml:1:13: compress.algorithms: at least one algorithm is "
+                          "required"));
+  EXPECT_THAT(rejected("algorithms: gzip"),
+              ElementsAre("test.yaml:1:13: compress.algorithms: expected a list, got 'gzip'"));
+}
+
+TEST_F(CompressFilterTest, LevelsMustBeInRange) {
+  EXPECT_THAT(rejected("gzip_level: 0"),
+              ElementsAre("test.yaml:1:13: compress.gzip_level: expected a whole number from 1 "
+                          "to 9, got '0'"));
+  EXPECT_THAT(rejected("gzip_level: fast"),
+              ElementsAre("test.yaml:1:13: compress.gzip_level: expected a whole number from 1 "
+                          "to 9, got 'fast'"));
+  EXPECT_THAT(rejected("br_quality: 11"),
+              ElementsAre("test.yaml:1:13: compress.br_quality: expected a whole number from 0 "
+                          "to 9, got '11'"));
+}
+
+TEST_F(CompressFilterTest, EveryErrorIsReportedAtItsLine) {
+  EXPECT_THAT(rejected("types: [text/html]\n"
+                       "min_size: big\n"
+                       "algorithms: [zstd]\n"
+                       "gzip_level: 10\n"
+                       "br_qualty: 5\n"),
+              ElementsAre(StartsWith("test.yaml:2:11: compress.min_size: "),
+                          StartsWith("test.yaml:3:14: compress.algorithms[0]: "),
+                          StartsWith("test.yaml:4:13: compress.gzip_level: "),
+                          "test.yaml:5:1: unknown key 'br_qualty' in compress (did you mean "
+                          "'br_quality'?)"));
 }
 
 }  // namespace
