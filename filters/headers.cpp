@@ -284,6 +284,22 @@ config::Section checked_options(BuildContext& ctx, std::initializer_list<std::st
   return s;
 }
 
+YAML::Mark options_mark(const BuildContext& ctx) {
+  YAML::Mark mark = ctx.spec.options.Mark();
+  const config::Mark& name = ctx.spec.mark;  // 1-based; line 0 when unknown
+  // A map the loader made has no position of its own (null, or yaml-cpp's
+  // default 0:0); a written one always comes after the filter's name.
+  const bool written =
+      !mark.is_null() &&
+      (mark.line + 1 > name.line || (mark.line + 1 == name.line && mark.column + 1 > name.column));
+  if (!written && name.line > 0) {
+    mark.pos = 0;
+    mark.line = name.line - 1;
+    mark.column = name.column - 1;
+  }
+  return mark;
+}
+
 std::unique_ptr<Filter> make_headers_filter(BuildContext& ctx) {
   bool ok = true;
   config::Section s = checked_options(

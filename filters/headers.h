@@ -26,6 +26,11 @@ std::unique_ptr<Filter> make_headers_filter(BuildContext& ctx);
 config::Section checked_options(BuildContext& ctx, std::initializer_list<std::string_view> known,
                                 bool& ok);
 
+// Where to report a problem with the options as a whole (a missing key): the
+// options map, or the filter's name when the map was written empty
+// (`- api_key:`), for which the loader makes a map without a position.
+YAML::Mark options_mark(const BuildContext& ctx);
+
 // RFC 9110 5.6.2: a field name is a non-empty token.
 bool is_header_name(std::string_view name);
 
