@@ -8,11 +8,12 @@
 // its certificate key every time, as for a browser's first visit.
 //
 //   ward-bench-handshake --port P [--host 127.0.0.1] [--path /] [--connections 64]
-//                        [--duration 8] [--timeout 5]
+//                        [--threads 1] [--duration 8] [--timeout 5]
 //
 // Closed loop: --connections slots, each connect -> handshake -> GET (with
 // Connection: close) -> read the whole answer -> close, then again, until
-// --duration seconds have passed. One thread, epoll. Prints the same line as
+// --duration seconds have passed. An epoll loop per --threads, the
+// connections shared out among them. Prints the same line as
 // bench/wrk/report.lua:
 //   BENCH-RESULT requests=N duration_us=N bytes=N connect=N read=N write=N
 //                status=N timeout=N p50_us=N p99_us=N mean_us=X max_us=N
@@ -37,8 +38,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -50,6 +54,7 @@ struct Options {
   int port = 0;
   std::string path = "/";
   int connections = 64;
+  int threads = 1;
   double duration_s = 8;
   double timeout_s = 5;
 };
@@ -65,6 +70,21 @@ struct Counters {
   uint64_t reused = 0;
   std::vector<uint32_t> latency_us;
   std::string version;
+
+  void merge(const Counters& o) {
+    requests += o.requests;
+    bytes += o.bytes;
+    connect += o.connect;
+    read += o.read;
+    write += o.write;
+    status += o.status;
+    timeout += o.timeout;
+    reused += o.reused;
+    latency_us.insert(latency_us.end(), o.latency_us.begin(), o.latency_us.end());
+    if (version.empty()) {
+      version = o.version;
+    }
+  }
 };
 
 enum class State { connecting, handshaking, writing, reading };
@@ -106,16 +126,17 @@ std::size_t response_end(const std::string& in, int& status) {
 
 class Client {
  public:
-  Client(const Options& o, SSL_CTX* ctx) : o_(o), ctx_(ctx) {
+  Client(const Options& o, SSL_CTX* ctx, int connections) : o_(o), ctx_(ctx) {
     addr_.sin_family = AF_INET;
     addr_.sin_port = htons(static_cast<uint16_t>(o.port));
     inet_pton(AF_INET, o.host.c_str(), &addr_.sin_addr);
     request_ = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host +
                "\r\nUser-Agent: ward-bench-handshake\r\nConnection: close\r\n\r\n";
-    slots_.resize(static_cast<std::size_t>(o.connections));
+    slots_.resize(static_cast<std::size_t>(connections));
   }
 
-  int run() {
+  // Runs until the deadline; returns what it counted.
+  Counters& run() {
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     auto start = Clock::now();
     auto end = start + std::chrono::microseconds(static_cast<int64_t>(o_.duration_s * 1e6));
@@ -130,12 +151,11 @@ class Client {
       }
       expire();
     }
-    auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       drop(i);
     }
-    report(static_cast<uint64_t>(elapsed.count()));
-    return c_.requests > 0 ? 0 : 1;
+    close(ep_);
+    return c_;
   }
 
  private:
@@ -288,34 +308,6 @@ class Client {
     }
   }
 
-  void report(uint64_t elapsed_us) {
-    auto& l = c_.latency_us;
-    std::sort(l.begin(), l.end());
-    auto pct = [&](double p) -> uint64_t {
-      if (l.empty()) {
-        return 0;
-      }
-      std::size_t k = std::min(l.size() - 1, static_cast<std::size_t>(p / 100.0 * l.size()));
-      return l[k];
-    };
-    double mean = 0;
-    for (uint32_t v : l) {
-      mean += v;
-    }
-    mean = l.empty() ? 0 : mean / static_cast<double>(l.size());
-    std::printf("tls version=%s reused=%llu\n", c_.version.empty() ? "none" : c_.version.c_str(),
-                static_cast<unsigned long long>(c_.reused));
-    std::printf(
-        "BENCH-RESULT requests=%llu duration_us=%llu bytes=%llu connect=%llu read=%llu "
-        "write=%llu status=%llu timeout=%llu p50_us=%llu p99_us=%llu mean_us=%.1f max_us=%llu\n",
-        static_cast<unsigned long long>(c_.requests), static_cast<unsigned long long>(elapsed_us),
-        static_cast<unsigned long long>(c_.bytes), static_cast<unsigned long long>(c_.connect),
-        static_cast<unsigned long long>(c_.read), static_cast<unsigned long long>(c_.write),
-        static_cast<unsigned long long>(c_.status), static_cast<unsigned long long>(c_.timeout),
-        static_cast<unsigned long long>(pct(50)), static_cast<unsigned long long>(pct(99)), mean,
-        static_cast<unsigned long long>(l.empty() ? 0 : l.back()));
-  }
-
   const Options& o_;
   SSL_CTX* ctx_;
   sockaddr_in addr_{};
@@ -325,10 +317,38 @@ class Client {
   int ep_ = -1;
 };
 
+void report(Counters& c, uint64_t elapsed_us) {
+  auto& l = c.latency_us;
+  std::sort(l.begin(), l.end());
+  auto pct = [&](double p) -> uint64_t {
+    if (l.empty()) {
+      return 0;
+    }
+    std::size_t k = std::min(l.size() - 1, static_cast<std::size_t>(p / 100.0 * l.size()));
+    return l[k];
+  };
+  double mean = 0;
+  for (uint32_t v : l) {
+    mean += v;
+  }
+  mean = l.empty() ? 0 : mean / static_cast<double>(l.size());
+  std::printf("tls version=%s reused=%llu\n", c.version.empty() ? "none" : c.version.c_str(),
+              static_cast<unsigned long long>(c.reused));
+  std::printf(
+      "BENCH-RESULT requests=%llu duration_us=%llu bytes=%llu connect=%llu read=%llu "
+      "write=%llu status=%llu timeout=%llu p50_us=%llu p99_us=%llu mean_us=%.1f max_us=%llu\n",
+      static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(elapsed_us),
+      static_cast<unsigned long long>(c.bytes), static_cast<unsigned long long>(c.connect),
+      static_cast<unsigned long long>(c.read), static_cast<unsigned long long>(c.write),
+      static_cast<unsigned long long>(c.status), static_cast<unsigned long long>(c.timeout),
+      static_cast<unsigned long long>(pct(50)), static_cast<unsigned long long>(pct(99)), mean,
+      static_cast<unsigned long long>(l.empty() ? 0 : l.back()));
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: ward-bench-handshake --port P [--host ADDR] [--path /] "
-               "[--connections N] [--duration S] [--timeout S]\n");
+               "[--connections N] [--threads N] [--duration S] [--timeout S]\n");
   return 2;
 }
 
@@ -349,6 +369,8 @@ int main(int argc, char** argv) {
       o.connections = std::atoi(v);
     } else if (k == "--duration") {
       o.duration_s = std::atof(v);
+    } else if (k == "--threads") {
+      o.threads = std::atoi(v);
     } else if (k == "--timeout") {
       o.timeout_s = std::atof(v);
     } else {
@@ -356,7 +378,7 @@ int main(int argc, char** argv) {
     }
   }
   if (argc % 2 == 0 || o.port <= 0 || o.port > 65535 || o.connections < 1 ||
-      o.connections > 10000 || o.duration_s <= 0) {
+      o.connections > 10000 || o.duration_s <= 0 || o.threads < 1 || o.threads > o.connections) {
     return usage();
   }
   std::signal(SIGPIPE, SIG_IGN);
@@ -365,8 +387,28 @@ int main(int argc, char** argv) {
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
-  Client client(o, ctx);
-  int rc = client.run();
+  // One client (epoll loop) per thread, the connections shared out.
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int t = 0; t < o.threads; ++t) {
+    int share = o.connections / o.threads + (t < o.connections % o.threads ? 1 : 0);
+    clients.push_back(std::make_unique<Client>(o, ctx, share));
+  }
+  Counters total;
+  std::mutex mu;  // guards total
+  auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (auto& client : clients) {
+    threads.emplace_back([&, c = client.get()] {
+      Counters& mine = c->run();
+      std::lock_guard lock(mu);
+      total.merge(mine);
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+  report(total, static_cast<uint64_t>(elapsed.count()));
   SSL_CTX_free(ctx);
-  return rc;
+  return total.requests > 0 ? 0 : 1;
 }
