@@ -21,7 +21,10 @@ test_pkgs=(
   # -fsanitize=fuzzer needs libclang_rt.fuzzer from libclang-rt-14-dev.
   clang libclang-rt-14-dev clang-format
 )
-bench_pkgs=(wrk nginx-light haproxy)
+# bench/run: the load generators (wrk; h2load from nghttp2-client), the two
+# proxies ward is measured against, openssl for its throwaway certificates,
+# taskset and lscpu (util-linux) for pinning and the machine description.
+bench_pkgs=(wrk nginx-light haproxy nghttp2-client openssl python3 util-linux)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
 check_only=0
