@@ -35,7 +35,8 @@ size_t max_slots_for(size_t cap) {
 // the slot count (Lemire's multiply-shift; any count works, not only powers
 // of two, so a shard's last growth step can stop at exactly what it needs).
 size_t home_of(uint64_t key, size_t slots) {
-  return static_cast<size_t>((static_cast<unsigned __int128>(key << 6) * slots) >> 64);
+  uint64_t below_shard = key << BucketTable::kShardBits;
+  return static_cast<size_t>((static_cast<unsigned __int128>(below_shard) * slots) >> 64);
 }
 
 size_t next_of(size_t i, size_t slots) {
@@ -228,11 +229,12 @@ uint64_t BucketTable::key(std::string_view ns, std::string_view value) const {
 }
 
 BucketTable::Verdict BucketTable::admit(uint64_t key, int64_t now_ns, const Policy& policy) {
-  size_t shard_index = key >> 58;  // the top 6 bits: kShards == 64
+  size_t shard_index = key >> (64 - kShardBits);
   Shard& shard = shards_[shard_index];
   {
-    // Hot path: a known key. Shared, so workers never wait for one another
-    // here; the lock is held across the CAS so the slot cannot be reused.
+    // Hot path: a known key. Shared, so workers wait only for an insert in
+    // progress on this shard, never for one another; held across the CAS so
+    // the slot cannot be reused under it.
     std::shared_lock lock(shard.lock);
     if (Slot* slot = find(shard, key)) {
       Verdict v;
@@ -287,9 +289,9 @@ BucketTable::Verdict BucketTable::insert(Shard& shard, size_t shard_index, uint6
   }
   // A new key starts full (TAT = now); this request then takes a token,
   // which a full bucket always has (burst >= 1).
-  place(shard, key, now_ns);
+  Slot& slot = place(shard, key, now_ns);
   v.inserted = true;
-  v.allowed = gcra(find(shard, key)->tat, now_ns, policy, v.tat_ns);
+  v.allowed = gcra(slot.tat, now_ns, policy, v.tat_ns);
   return v;
 }
 
@@ -308,14 +310,16 @@ BucketTable::Slot* BucketTable::find(Shard& shard, uint64_t key) {
   }
 }
 
-void BucketTable::place(Shard& shard, uint64_t key, int64_t tat) {
+BucketTable::Slot& BucketTable::place(Shard& shard, uint64_t key, int64_t tat) {
   size_t i = home_of(key, shard.capacity);
   while (shard.slots[i].key != 0) {
     i = next_of(i, shard.capacity);
   }
-  shard.slots[i].key = key;
-  shard.slots[i].tat.store(tat, std::memory_order_relaxed);
+  Slot& slot = shard.slots[i];
+  slot.key = key;
+  slot.tat.store(tat, std::memory_order_relaxed);
   ++shard.size;
+  return slot;
 }
 
 void BucketTable::resize(Shard& shard, size_t capacity) {
