@@ -1,0 +1,460 @@
+#include "filters/rate_limit.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "filters/bucket_table.h"
+#include "proxy/config/units.h"
+
+namespace ward::filters {
+
+namespace {
+
+constexpr int64_t kNsPerSecond = 1'000'000'000;
+// The longest refill of a whole bucket (burst * T) accepted: 10 years, ns.
+// Nothing sane comes near (burst 100000 at 1/hour would be 11 years: a
+// typo), and it keeps now + burst * T + T far below int64's 292 years.
+constexpr int64_t kMaxRefillNs = int64_t{10} * 366 * 24 * 3600 * kNsPerSecond;
+constexpr uint32_t kMaxBurst = 1'000'000'000;  // tokens
+// 100 million keys is 2.1 GB of slots per table at the cap: anything above
+// is more likely a typo than a plan.
+constexpr uint32_t kMaxMaxKeys = 100'000'000;
+constexpr size_t kMaxShareName = 64;  // bytes; it is a metric label too
+
+// Namespaces of the table's keys (BucketTable::key): a header's value, a
+// cookie's value and a client IP never share a bucket even when their text
+// is equal ("X-User: 10.0.0.1" is not the client 10.0.0.1). A request
+// without its header or cookie counts under "ip", the same bucket a
+// client_ip filter sharing the table uses.
+constexpr std::string_view kIpNamespace = "ip";
+
+enum class KeySource { client_ip, header, cookie };
+
+// What FilterState holds between the phases: a = what was decided, b = whole
+// tokens left, c = ns until the next token (0 when the bucket is full).
+enum Decided : int64_t { kNothing = 0, kAllowed = 1, kLimited = 2 };
+
+struct Options {
+  KeySource source = KeySource::client_ip;
+  std::string name;   // the header or cookie name
+  std::string ns;     // the table namespace of keys read from that source
+  int64_t burst = 0;  // tokens
+  BucketTable::Policy policy;
+  int status = 429;
+  bool dry_run = false;
+  std::string share;
+};
+
+// Every metric of the filter, declared once. `filter` is the share name when
+// set, else the instance's label: the table and its numbers go together.
+struct RateLimitMetrics {
+  observe::CounterFamily& requests;   // {filter, result=allowed|limited|dry_run}
+  observe::GaugeFamily& keys;         // {filter}: keys in the table
+  observe::CounterFamily& evictions;  // {filter}: live buckets dropped at max_keys
+
+  explicit RateLimitMetrics(observe::Registry& r)
+      : requests(r.counter("ward_ratelimit_requests_total",
+                           "Requests judged by rate_limit filters, by result (dry_run: would "
+                           "have been limited, passed)",
+                           {"filter", "result"})),
+        keys(r.gauge("ward_ratelimit_keys", "Keys tracked in a rate_limit bucket table",
+                     {"filter"})),
+        evictions(r.counter("ward_ratelimit_evictions_total",
+                            "Live buckets dropped at max_keys (those clients start full again)",
+                            {"filter"})) {}
+};
+
+// RFC 9110 5.6.2 tchar: header field names, and cookie names (RFC 6265 4.1.1
+// cookie-name = token). Also keeps NUL out of a table namespace.
+bool is_token(std::string_view s) {
+  constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           kSpecials.find(c) != std::string_view::npos;
+  });
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+// Whole seconds, rounded up, of a non-negative duration in ns.
+int64_t ceil_seconds(int64_t ns) {
+  return (ns + kNsPerSecond - 1) / kNsPerSecond;
+}
+
+void set_number(http::HeaderList& headers, std::string_view name, int64_t value) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, value);
+  headers.set(name, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+}
+
+// The value of cookie `name` in a Cookie header ("a=1; b=2", RFC 6265 4.2.1).
+std::optional<std::string_view> cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    size_t semi = header.find(';');
+    std::string_view pair = http::trim_ows(header.substr(0, semi));
+    size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && http::trim_ows(pair.substr(0, eq)) == name) {
+      return http::trim_ows(pair.substr(eq + 1));
+    }
+    if (semi == std::string_view::npos) {
+      break;
+    }
+    header.remove_prefix(semi + 1);
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------
+// Options
+
+// The backing array of a namespace-scope initializer_list lives as long as the program.
+const std::initializer_list<std::string_view> kOptionKeys = {
+    "key", "rate", "burst", "status", "share", "dry_run", "store", "max_keys"};
+
+class OptionReader {
+ public:
+  explicit OptionReader(BuildContext& ctx) : ctx_(ctx), s_(ctx.options(kOptionKeys)) {}
+
+  // Reads every option, reporting each problem; nullopt when there was any.
+  std::optional<Options> read() {
+    Options o;
+    read_rate_and_burst(o);
+    read_key(o);
+    uint32_t status = 429;
+    if (ctx_.reader.read(s_, "status", status, 400, 599)) {
+      o.status = static_cast<int>(status);
+    } else {
+      fail();
+    }
+    if (!ctx_.reader.read(s_, "dry_run", o.dry_run)) {
+      fail();
+    }
+    read_share(o);
+    read_store();
+    uint32_t max_keys = kDefaultRateLimitMaxKeys;
+    if (ctx_.reader.read(s_, "max_keys", max_keys, BucketTable::kMinKeys, kMaxMaxKeys)) {
+      o.policy.max_keys = max_keys;
+    } else {
+      fail();
+    }
+    if (error_count_ > 0 || has_unknown_key()) {
+      return std::nullopt;
+    }
+    return o;
+  }
+
+ private:
+  // options() reported them already; a misspelt option must not be ignored.
+  bool has_unknown_key() const {
+    for (const auto& kv : ctx_.spec.options) {
+      if (!kv.first.IsScalar() || std::find(kOptionKeys.begin(), kOptionKeys.end(),
+                                            kv.first.Scalar()) == kOptionKeys.end()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void fail() { ++error_count_; }
+  void error(std::string_view key, const std::string& message) {
+    ctx_.reader.error(s_.value_mark(key), s_.child(key) + ": " + message);
+    fail();
+  }
+
+  void read_rate_and_burst(Options& o) {
+    if (!ctx_.reader.require(s_, "rate")) {
+      fail();
+      return;
+    }
+    const YAML::Node& node = *s_.get("rate");
+    std::optional<config::Rate> rate;
+    if (node.IsScalar()) {
+      rate = config::parse_rate(node.Scalar());
+    }
+    if (!rate) {
+      error("rate", "expected a rate such as 30/minute, 100/second or 5000/hour, got " +
+                        config::Reader::describe(node));
+      return;
+    }
+    // count <= 10^9 and period <= 1h (parse_rate), so nothing overflows.
+    int64_t period_ns = std::chrono::nanoseconds(rate->period).count();
+    auto count = static_cast<int64_t>(rate->count);
+    // T, ns per token, rounded up so the limit is never exceeded: exact when
+    // the count divides the period (30/minute: 2 s); otherwise each token
+    // comes under 1 ns late (7/second: 142857143 ns for 142857142.86, one
+    // part in 10^9; only near the 10^9/second maximum does it show).
+    o.policy.interval_ns = (period_ns + count - 1) / count;
+    // Default burst: one second of rate, at least one token.
+    o.burst = std::max<int64_t>(1, count * kNsPerSecond / period_ns);
+    uint32_t burst = 0;
+    if (!ctx_.reader.read(s_, "burst", burst, 1, kMaxBurst)) {
+      fail();
+      return;
+    }
+    if (burst != 0) {
+      o.burst = burst;
+    }
+    if (o.burst > kMaxRefillNs / o.policy.interval_ns) {
+      error(s_.get("burst") != nullptr ? "burst" : "rate",
+            std::to_string(o.burst) + " tokens at " + node.Scalar() +
+                " take more than 10 years to refill; lower burst or raise rate");
+      return;
+    }
+    o.policy.burst_ns = o.burst * o.policy.interval_ns;
+  }
+
+  void read_key(Options& o) {
+    std::string text = "client_ip";
+    if (!ctx_.reader.read(s_, "key", text)) {
+      fail();
+      return;
+    }
+    auto source_name = [&](std::string_view prefix) -> std::optional<std::string_view> {
+      if (!text.starts_with(prefix)) {
+        return std::nullopt;
+      }
+      return std::string_view(text).substr(prefix.size());
+    };
+    if (text == "client_ip") {
+      o.source = KeySource::client_ip;
+      o.ns = kIpNamespace;
+    } else if (auto header = source_name("header:")) {
+      if (!is_token(*header)) {
+        error("key", config::Reader::quote(*header) +
+                         " is not a header name (letters, digits and !#$%&'*+-.^_`|~)");
+        return;
+      }
+      o.source = KeySource::header;
+      o.name = *header;
+      // Header names are case-insensitive (RFC 9110 5.1): X-User and x-user
+      // are the same header, so the same buckets.
+      o.ns = "h:" + ascii_lower(*header);
+    } else if (auto cookie = source_name("cookie:")) {
+      if (!is_token(*cookie)) {
+        error("key", config::Reader::quote(*cookie) +
+                         " is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)");
+        return;
+      }
+      o.source = KeySource::cookie;
+      o.name = *cookie;
+      o.ns = "c:" + o.name;  // cookie names are case-sensitive (RFC 6265 5.4)
+    } else {
+      error("key",
+            "expected client_ip, header:NAME or cookie:NAME, got " + config::Reader::quote(text));
+    }
+  }
+
+  void read_share(Options& o) {
+    if (!ctx_.reader.read(s_, "share", o.share)) {
+      fail();
+      return;
+    }
+    if (s_.get("share") == nullptr) {
+      return;
+    }
+    // Letters, digits, '_' and '-' only: the name is a metric label, and
+    // without a '.' it can never equal an unshared filter's label
+    // ("api.rate_limit"), whose table it would otherwise silently join.
+    bool valid = !o.share.empty() && o.share.size() <= kMaxShareName &&
+                 std::all_of(o.share.begin(), o.share.end(), [](char c) {
+                   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '_' || c == '-';
+                 });
+    if (!valid) {
+      error("share", "expected a name of 1 to 64 letters, digits, '_' or '-', got " +
+                         config::Reader::quote(o.share));
+    }
+  }
+
+  void read_store() {
+    std::string store = "local";
+    if (!ctx_.reader.read(s_, "store", store)) {
+      fail();
+      return;
+    }
+    if (store == "local") {
+      return;
+    }
+    if (store.starts_with("redis://") || store.starts_with("rediss://")) {
+      // CONFIG.md lists it; a global limit needs the async phase
+      // (ARCHITECTURE.md), which comes with the first filter that waits.
+      error("store", "redis is not supported yet");
+      return;
+    }
+    error("store", "expected local or redis://host:port, got " + config::Reader::quote(store));
+  }
+
+  BuildContext& ctx_;
+  config::Section s_;
+  size_t error_count_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// The filter
+
+class RateLimitFilter final : public Filter {
+ public:
+  RateLimitFilter(Options options, std::shared_ptr<BucketTable> table, RateLimitMetrics metrics,
+                  std::string label)
+      : o_(std::move(options)),
+        table_(std::move(table)),
+        metrics_(metrics),
+        label_(std::move(label)),
+        limit_text_(std::to_string(o_.burst)),
+        policy_text_(std::to_string(o_.burst) +
+                     ";w=" + std::to_string(ceil_seconds(o_.policy.burst_ns))) {}
+
+  FilterStatus on_request(RequestContext& ctx) override {
+    BucketTable::Verdict v = table_->admit(key_of(ctx), ctx.now_ns, o_.policy);
+    count_table_changes(ctx.worker, v);
+    if (v.allowed) {
+      metrics_.requests.inc(ctx.worker, {label_, "allowed"});
+      if (!o_.dry_run) {
+        remember(ctx, kAllowed, v.tat_ns);
+      }
+      return FilterStatus::next;
+    }
+    if (o_.dry_run) {
+      // Observe only: the request passes and its response is untouched.
+      metrics_.requests.inc(ctx.worker, {label_, "dry_run"});
+      return FilterStatus::next;
+    }
+    metrics_.requests.inc(ctx.worker, {label_, "limited"});
+    remember(ctx, kLimited, v.tat_ns);
+    ctx.reply(o_.status, "rate_limited");
+    return FilterStatus::stop;
+  }
+
+  // IETF httpapi RateLimit header fields (separate-header form), on every
+  // response of the route: the upstream's, a later filter's reply, our 429.
+  // set(), not add(): an upstream's own RateLimit-* would contradict ours.
+  void on_response(RequestContext& ctx) override {
+    FilterState& st = *ctx.state;
+    if (st.a == kNothing || ctx.response_headers == nullptr) {
+      return;
+    }
+    http::HeaderList& h = *ctx.response_headers;
+    int64_t wait_ns = st.c;
+    h.set("RateLimit-Limit", limit_text_);
+    set_number(h, "RateLimit-Remaining", st.b);
+    set_number(h, "RateLimit-Reset", ceil_seconds(wait_ns));
+    h.set("RateLimit-Policy", policy_text_);
+    if (st.a == kLimited) {
+      // RFC 9110 10.2.3. Never 0: "retry now" would invite a retry storm
+      // that is refused again.
+      set_number(h, "Retry-After", std::max<int64_t>(1, ceil_seconds(wait_ns)));
+    }
+  }
+
+ private:
+  // The bucket this request counts against.
+  uint64_t key_of(const RequestContext& ctx) const {
+    std::optional<std::string_view> value;
+    if (o_.source != KeySource::client_ip && ctx.request_headers != nullptr) {
+      value = o_.source == KeySource::header ? header_value(*ctx.request_headers)
+                                             : cookie(*ctx.request_headers);
+    }
+    // No usable header or cookie: count under the client IP. An empty value
+    // counts as missing, or every client sending an empty one would share
+    // (and drain) a single bucket.
+    if (value && !value->empty()) {
+      return table_->key(o_.ns, *value);
+    }
+    return table_->key(kIpNamespace, ctx.client_ip_text);
+  }
+
+  std::optional<std::string_view> header_value(const http::HeaderList& headers) const {
+    auto v = headers.get(o_.name);  // the first field of that name
+    if (!v) {
+      return std::nullopt;
+    }
+    return http::trim_ows(*v);
+  }
+
+  std::optional<std::string_view> cookie(const http::HeaderList& headers) const {
+    // HTTP/2 may split cookies over several fields (RFC 9113 8.2.3): look
+    // in each, first match wins.
+    std::optional<std::string_view> found;
+    headers.for_each([&](const http::HeaderList::Field& f) {
+      if (!found && http::iequals(f.name, "cookie")) {
+        found = cookie_value(f.value, o_.name);
+      }
+    });
+    return found;
+  }
+
+  // Stores what on_response needs: whole tokens left and ns to the next
+  // token, derived from the key's TAT (see bucket_table.h). d = TAT - now
+  // is how far the bucket is from full, ns.
+  void remember(RequestContext& ctx, Decided decided, int64_t tat_ns) const {
+    int64_t interval = o_.policy.interval_ns;
+    int64_t burst_ns = o_.policy.burst_ns;
+    int64_t d = tat_ns - ctx.now_ns;
+    int64_t remaining = o_.burst;
+    int64_t wait_ns = 0;
+    if (d > 0) {
+      remaining = d >= burst_ns ? 0 : (burst_ns - d) / interval;
+      // The bucket refills one whole token each time d crosses a multiple
+      // of T: the next is d mod T away, or a full T when d is a multiple.
+      wait_ns = d - (d - 1) / interval * interval;
+    }
+    ctx.state->a = decided;
+    ctx.state->b = remaining;
+    ctx.state->c = wait_ns;
+  }
+
+  void count_table_changes(size_t worker, const BucketTable::Verdict& v) const {
+    // Per-worker shards of one gauge: each insert or removal is counted by
+    // the worker that made it, so the sum over shards is the table's size
+    // (a shard alone may go negative).
+    int64_t delta =
+        (v.inserted ? 1 : 0) - static_cast<int64_t>(v.expired) - static_cast<int64_t>(v.evicted);
+    if (delta != 0) {
+      metrics_.keys.add(worker, {label_}, delta);
+    }
+    if (v.evicted > 0) {
+      metrics_.evictions.inc(worker, {label_}, v.evicted);
+    }
+  }
+
+  const Options o_;
+  const std::shared_ptr<BucketTable> table_;  // thread-safe; shared with reloads and `share`
+  const RateLimitMetrics metrics_;
+  const std::string label_;  // the metrics' `filter` label
+  const std::string limit_text_;
+  const std::string policy_text_;
+};
+
+}  // namespace
+
+std::unique_ptr<Filter> make_rate_limit_filter(BuildContext& ctx) {
+  std::optional<Options> options = OptionReader(ctx).read();
+  if (!options) {
+    return nullptr;
+  }
+  // Without `share` the table is this instance's, keyed by its label, so a
+  // reload that keeps the route keeps the buckets (a reload must not hand
+  // every client a fresh burst). A share name never contains '.', a label
+  // always does: the two kinds of key cannot meet.
+  std::string name = options->share.empty() ? ctx.label : options->share;
+  auto table = ctx.runtime.get_or_create<BucketTable>(
+      "rate_limit:" + name, [] { return std::make_shared<BucketTable>(); });
+  return std::make_unique<RateLimitFilter>(std::move(*options), std::move(table),
+                                           RateLimitMetrics(ctx.metrics), std::move(name));
+}
+
+}  // namespace ward::filters
