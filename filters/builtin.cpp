@@ -3,6 +3,7 @@
 #include "filters/cors.h"
 #include "filters/headers.h"
 #include "filters/ip_access.h"
+#include "filters/rate_limit.h"
 #include "filters/registry.h"
 #include "filters/request_id.h"
 #include "filters/security_headers.h"
@@ -17,6 +18,7 @@ void register_builtin_filters(FilterRegistry& registry) {
   registry.add("cors", make_cors_filter);
   registry.add("headers", make_headers_filter);
   registry.add("ip_access", make_ip_access_filter);
+  registry.add("rate_limit", make_rate_limit_filter);
   registry.add("request_id", make_request_id_filter);
   registry.add("security_headers", make_security_headers_filter);
 }
