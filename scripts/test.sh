@@ -148,12 +148,12 @@ check_configs() {
   for f in conf/ward.yaml conf/examples/*.yaml deploy/compose/ward.yaml \
     deploy/kubernetes/ward.yaml; do
     [[ -f "$f" ]] || continue
-    if APP_SERVICE_HOST=10.96.0.10 APP_SERVICE_PORT=9000 build/ward check -c "$f" >/dev/null 2>&1; then
+    if USERS_API_KEY=ci-example-key APP_SERVICE_HOST=10.96.0.10 APP_SERVICE_PORT=9000 build/ward check -c "$f" >/dev/null 2>&1; then
       echo "configs: $f ok"
     else
       rc=1
       echo "configs: $f:" >&2
-      APP_SERVICE_HOST=10.96.0.10 APP_SERVICE_PORT=9000 build/ward check -c "$f" >&2 || true
+      USERS_API_KEY=ci-example-key APP_SERVICE_HOST=10.96.0.10 APP_SERVICE_PORT=9000 build/ward check -c "$f" >&2 || true
     fi
   done
   return "$rc"
