@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness import base_config
+from harness import base_config, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,14 @@ def test_request_metrics_count_each_request(ward, app):
     for i in range(7):
         assert ward.get(f"/m{i}").status == 200
     ward.get("/?status=404")
-    after = ward.metrics()
+    # A request is counted just after its response is written: wait until
+    # the last one is in (its counters are all updated together).
+    target = before.value("ward_request_duration_seconds_count", route="api") + 8
+
+    def all_counted():
+        m = ward.metrics()
+        return m if m.value("ward_request_duration_seconds_count", route="api") >= target else None
+    after = wait_for(all_counted, 5, "the last request counted")
 
     def delta(name, **labels):
         return after.value(name, **labels) - before.value(name, **labels)
