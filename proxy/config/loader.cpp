@@ -586,6 +586,7 @@ std::optional<ListenerTls> SchemaLoader::read_listener_tls(const Section& listen
       }
       Section c = reader_.section(item, item.Mark(), index_path(path, i), {"cert", "key"});
       TlsCertificate cert;
+      cert.mark = reader_.mark_of(item.Mark());
       if (reader_.require(c, "cert") && reader_.read(c, "cert", cert.cert)) {
         check_readable(cert.cert, c.value_mark("cert"), c.child("cert"));
       }
