@@ -228,7 +228,7 @@ EvpPkeyPtr load_private_key(const std::string& path, std::string& error) {
   return key;
 }
 
-std::vector<X509Ptr> load_ca_bundle(const std::string& path, std::string& error) {
+std::vector<X509Ptr> load_ca_bundle(const std::string& path, std::string& error, std::string* pem) {
   std::vector<X509Ptr> certs;
   auto data = read_whole_file(path, error);
   if (!data) {
@@ -251,6 +251,9 @@ std::vector<X509Ptr> load_ca_bundle(const std::string& path, std::string& error)
     certs.clear();
   }
   ERR_clear_error();
+  if (pem != nullptr) {
+    *pem = std::move(*data);
+  }
   return certs;
 }
 

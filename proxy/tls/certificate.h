@@ -57,7 +57,8 @@ X509Ptr load_leaf_certificate(const std::string& path, std::string& error);
 EvpPkeyPtr load_private_key(const std::string& path, std::string& error);
 
 // Every certificate of a PEM CA bundle; empty with `error` set when the file
-// cannot be read or holds none.
-std::vector<X509Ptr> load_ca_bundle(const std::string& path, std::string& error);
+// cannot be read or holds none. `pem`, when given, receives the bytes read.
+std::vector<X509Ptr> load_ca_bundle(const std::string& path, std::string& error,
+                                    std::string* pem = nullptr);
 
 }  // namespace ward::tls

@@ -119,6 +119,16 @@ std::string_view cipher_name(const SSL* ssl) {
   return name != nullptr ? std::string_view(name) : std::string_view();
 }
 
+HandshakeError classify_handshake_error_code(const SSL* ssl, unsigned long openssl_error) {
+  if (openssl_error == 0) {
+    return HandshakeError::closed;
+  }
+  if (ERR_GET_LIB(openssl_error) != ERR_LIB_SSL) {
+    return HandshakeError::other;
+  }
+  return classify_reason(ssl, ERR_GET_REASON(openssl_error)).value_or(HandshakeError::other);
+}
+
 void end_without_close_notify(SSL* ssl) {
   SSL_set_quiet_shutdown(ssl, 1);
   SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);

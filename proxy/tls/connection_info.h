@@ -81,4 +81,11 @@ std::string_view to_string(HandshakeError e);  // the label: "no_shared_cipher".
 // queue (so the next connection on this thread starts clean).
 HandshakeError classify_handshake_error(const SSL* ssl, int ret);
 
+// The same from one packed OpenSSL error code, for a caller that got the
+// failure through another layer. asio::ssl::stream takes the code off the
+// queue itself and reports error_code(code, asio::error::get_ssl_category()):
+// pass ec.value() here. Map asio's ssl::error::stream_truncated and eof to
+// HandshakeError::closed yourself; 0 (no code) is `closed` here too.
+HandshakeError classify_handshake_error_code(const SSL* ssl, unsigned long openssl_error);
+
 }  // namespace ward::tls

@@ -167,11 +167,7 @@ struct Builder {
       return;
     }
     std::string why;
-    auto pem = read_whole_file(tls.client_ca, why);
-    if (pem) {
-      client_ca_pem = std::move(*pem);
-      client_cas = load_ca_bundle(tls.client_ca, why);
-    }
+    client_cas = load_ca_bundle(tls.client_ca, why, &client_ca_pem);
     if (client_cas.empty()) {
       error(listener.mark, "client_ca " + quote(tls.client_ca) + ": " + why);
     }
@@ -280,11 +276,17 @@ struct Builder {
             "certificate " + quote(tc.cert) + ": OpenSSL refuses it: " + take_openssl_errors());
       return false;
     }
+    // The file was read twice; if it was replaced in between (a renewal
+    // racing a reload), this check catches a key that no longer matches.
     if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
       error(tc.mark,
             "private key " + quote(tc.key) + ": OpenSSL refuses it: " + take_openssl_errors());
       return false;
     }
+    // Report what is served, from the second read.
+    info = inspect_certificate(SSL_CTX_get0_certificate(ctx));
+    info.cert_path = tc.cert;
+    info.key_path = tc.key;
     check_validity(tc, info);
     return true;
   }

@@ -75,6 +75,30 @@ TEST_F(HandshakeErrorTest, ClassifyingEmptiesTheErrorQueue) {
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
+TEST_F(HandshakeErrorTest, PackedErrorCodeAsAsioReportsItIsClassifiedTheSame) {
+  // What asio's engine does: SSL_get_error, then the first ERR_get_error().
+  SslPtr server = set_->new_ssl();
+  BIO* server_bio = nullptr;
+  BIO* peer = nullptr;
+  BIO_new_bio_pair(&server_bio, 0, &peer, 0);
+  SSL_set_bio(server.get(), server_bio, server_bio);
+  std::string http = "GET / HTTP/1.1\r\n\r\n";
+  BIO_write(peer, http.data(), static_cast<int>(http.size()));
+  ERR_clear_error();
+  int r = SSL_do_handshake(server.get());
+  ASSERT_EQ(SSL_get_error(server.get(), r), SSL_ERROR_SSL);
+  auto code = static_cast<unsigned long>(static_cast<int>(ERR_get_error()));
+  ERR_clear_error();
+  EXPECT_EQ(classify_handshake_error_code(server.get(), code), HandshakeError::not_tls);
+  EXPECT_EQ(classify_handshake_error_code(server.get(), 0), HandshakeError::closed);
+  EXPECT_EQ(classify_handshake_error_code(server.get(), ERR_PACK(ERR_LIB_X509, 0, 1)),
+            HandshakeError::other);
+  EXPECT_EQ(classify_handshake_error_code(
+                server.get(), ERR_PACK(ERR_LIB_SSL, 0, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)),
+            HandshakeError::no_client_certificate);
+  BIO_free(peer);
+}
+
 TEST(HandshakeErrorLabelTest, EveryReasonHasADistinctSnakeCaseLabel) {
   std::set<std::string_view> labels;
   for (HandshakeError e : kHandshakeErrors) {

@@ -92,6 +92,17 @@ TEST_F(BuildErrorsTest, CertificateFileWithoutPem) {
   }
 }
 
+TEST_F(BuildErrorsTest, DamagedPemCertificateGivesOpenSslsReason) {
+  std::string path = pki_.path("damaged.crt");
+  write_file(path, "-----BEGIN CERTIFICATE-----\n!!!!not base64!!!!\n-----END CERTIFICATE-----\n");
+  std::string e = only_error(build(with_files({{path, pki_.key("api")}})));
+  EXPECT_EQ(e.rfind(std::string(kFirstCert) + "certificate " + q(path) +
+                        ": cannot parse the PEM certificate (",
+                    0),
+            0u)
+      << e;
+}
+
 TEST_F(BuildErrorsTest, KeyFileWithoutPem) {
   std::string path = pki_.path("garbage.pem");
   EXPECT_EQ(
