@@ -94,9 +94,10 @@ class TlsStream {
   // full records (a head, a chunk-size line, the data and its CRLF go out as
   // one record and one syscall, not four); large pieces and the last one
   // are encrypted from the caller's memory. The count is what was sent
-  // before an error (a lower bound), all of it on success.
+  // before an error (a lower bound), all of it on success. The vector and
+  // the bytes it points to must stay valid until the write completes.
   boost::asio::awaitable<IoResult> write(const std::vector<boost::asio::const_buffer>& pieces);
-  // Writes every byte of `b`, from the caller's memory.
+  // Writes every byte of `b`, from the caller's memory (valid until done).
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer b);
 
   // Sends close_notify with one non-blocking attempt and does not wait for
