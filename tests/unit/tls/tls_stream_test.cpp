@@ -639,6 +639,23 @@ TEST_F(TlsStreamTest, CancelDuringAPendingReadCompletesAbortedAndKeepsTheStream)
   send(*client_, *server_, "still here");
 }
 
+// The deadline fired while no wait was pending (its socket.cancel() found
+// nothing: the socket had just become ready). The stream's next wait must
+// not start, or nothing would ever end it.
+TEST_F(TlsStreamTest, ExpiredDeadlineEndsTheNextWaitItsCancelMissed) {
+  establish();
+  util::Deadline deadline(io_.get_executor());
+  deadline.on_expire([] {});  // stands for a cancel that came too early
+  deadline.expires_after(0s);
+  run();
+  ASSERT_TRUE(deadline.expired());
+  server_->set_deadline(&deadline);
+  auto [ec, n] = read_once(*server_);  // no data: it would wait for good
+  EXPECT_EQ(ec, asio::error::operation_aborted);
+  server_->set_deadline(nullptr);
+  send(*client_, *server_, "the read was never started");
+}
+
 TEST_F(TlsStreamTest, CancelDuringABlockedWriteFailsTheStreamWithoutHanging) {
   establish();
   const std::string big = pattern(32 * 1024 * 1024);  // far beyond both socket buffers
