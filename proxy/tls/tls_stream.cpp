@@ -211,7 +211,7 @@ asio::awaitable<error_code> TlsStream::handshake() {
     }
     int err = SSL_get_error(ssl_.get(), ret);
     if (wants_io(err)) {
-      auto [wait_ec] = co_await socket_.async_wait(wait_for(err), kNoThrow);
+      error_code wait_ec = co_await wait(err);
       if (wait_ec) {
         failed_ = wait_ec;  // a handshake cut short cannot be resumed
         co_return wait_ec;
@@ -261,11 +261,23 @@ asio::awaitable<TlsStream::IoResult> TlsStream::read_some(asio::mutable_buffer b
       co_return IoResult{io_failure(err, sys_errno), 0};
     }
     // WANT_WRITE too: a TLS 1.3 KeyUpdate answer or an alert to send.
-    auto [wait_ec] = co_await socket_.async_wait(wait_for(err), kNoThrow);
+    error_code wait_ec = co_await wait(err);
     if (wait_ec) {
       co_return IoResult{wait_failure(wait_ec, err), 0};
     }
   }
+}
+
+asio::awaitable<error_code> TlsStream::wait(int ssl_error) {
+  // socket.cancel() only reaches a wait that is pending: when the deadline
+  // fires after the socket became ready but before this stream resumed, it
+  // finds nothing, and a record trickling in byte by byte (slowloris) could
+  // then keep the next wait going with no deadline left to end it.
+  if (deadline_ != nullptr && deadline_->expired()) {
+    co_return asio::error::operation_aborted;
+  }
+  auto [ec] = co_await socket_.async_wait(wait_for(ssl_error), kNoThrow);
+  co_return ec;
 }
 
 asio::awaitable<error_code> TlsStream::write_all(const char* data, size_t size) {
@@ -291,7 +303,7 @@ asio::awaitable<error_code> TlsStream::write_all(const char* data, size_t size) 
     if (!wants_io(err)) {
       co_return io_failure(err, sys_errno);
     }
-    auto [wait_ec] = co_await socket_.async_wait(wait_for(err), kNoThrow);
+    error_code wait_ec = co_await wait(err);
     if (wait_ec) {
       // A partial record may be queued in OpenSSL: the stream is done.
       failed_ = wait_ec;

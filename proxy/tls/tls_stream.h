@@ -16,9 +16,9 @@
 //    memory.
 //
 // Data plane rules: nothing here throws on network input; every failure is
-// an error_code. Waits are not bounded here: the caller's deadline cancels
-// the socket (socket.cancel()), and the pending wait comes out of the call
-// as asio::error::operation_aborted.
+// an error_code. Waits are bounded by the caller's deadline: it cancels the
+// socket (socket.cancel()), and the pending wait comes out of the call as
+// asio::error::operation_aborted (see set_deadline for the race it closes).
 //
 // One operation of each kind at a time: handshake() alone, then at most one
 // read_some() and one write() in flight together (a full-duplex relay may
@@ -40,6 +40,7 @@
 
 #include "proxy/tls/connection_info.h"
 #include "proxy/tls/openssl_ptr.h"
+#include "proxy/util/deadline.h"
 
 namespace ward::tls {
 
@@ -94,9 +95,10 @@ class TlsStream {
   // full records (a head, a chunk-size line, the data and its CRLF go out as
   // one record and one syscall, not four); large pieces and the last one
   // are encrypted from the caller's memory. The count is what was sent
-  // before an error (a lower bound), all of it on success.
+  // before an error (a lower bound), all of it on success. The vector and
+  // the bytes it points to must stay valid until the write completes.
   boost::asio::awaitable<IoResult> write(const std::vector<boost::asio::const_buffer>& pieces);
-  // Writes every byte of `b`, from the caller's memory.
+  // Writes every byte of `b`, from the caller's memory (valid until done).
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer b);
 
   // Sends close_notify with one non-blocking attempt and does not wait for
@@ -127,9 +129,16 @@ class TlsStream {
 
   SSL* native_handle() { return ssl_.get(); }
 
+  // The deadline whose expiry cancels this socket (null: none). Every wait
+  // first checks it, so an expiry that raced with the socket becoming ready
+  // still ends the call with operation_aborted. Must outlive the stream.
+  void set_deadline(const util::Deadline* deadline) { deadline_ = deadline; }
+
  private:
   // Whether the stream may still touch the SSL and the descriptor.
   boost::system::error_code check_usable();
+  // Waits for the readiness `ssl_error` (WANT_READ / WANT_WRITE) asks for.
+  boost::asio::awaitable<boost::system::error_code> wait(int ssl_error);
   boost::asio::awaitable<boost::system::error_code> write_all(const char* data, size_t size);
   boost::asio::awaitable<boost::system::error_code> flush_staging(size_t size);
   // The error of a failed SSL_read_ex / SSL_write_ex; records fatal ones.
@@ -141,6 +150,7 @@ class TlsStream {
 
   boost::asio::ip::tcp::socket& socket_;
   SslPtr ssl_;
+  const util::Deadline* deadline_ = nullptr;
   std::unique_ptr<char[]> staging_;   // record_size_ bytes while allocated
   boost::system::error_code failed_;  // the first fatal error; every later call returns it
   unsigned long openssl_error_ = 0;   // packed ERR code of the last TLS failure

@@ -431,6 +431,62 @@ TEST_F(TlsStreamTest, ReleaseBuffersFreesStagingAndLeavesTheStreamUsable) {
   send(*server_, *client_, pattern(200000, 6));
 }
 
+// The write is parked mid-flush of the staging buffer (the client reads
+// nothing yet); an idle-time release must not free it under the write.
+TEST_F(TlsStreamTest, ReleaseBuffersDuringAGatheredWriteKeepsTheStagingBuffer) {
+  establish();
+  const std::string data = pattern(8 * 1024 * 1024, 8);
+  std::vector<asio::const_buffer> pieces;
+  for (size_t off = 0; off < data.size(); off += 1000) {
+    pieces.emplace_back(data.data() + off, std::min<size_t>(1000, data.size() - off));
+  }
+  TlsStream::IoResult w{asio::error::would_block, 0};
+  spawn([&]() -> asio::awaitable<void> { w = co_await server_->write(pieces); });
+  run_until_blocked();
+  ASSERT_EQ(std::get<0>(w), asio::error::would_block) << "the write must be pending";
+  server_->release_buffers();
+  EXPECT_EQ(server_->staging_capacity(), kRecord);
+  std::string got;
+  error_code read_ec;
+  spawn([&]() -> asio::awaitable<void> {
+    read_ec = co_await read_exactly(*client_, got, data.size());
+  });
+  run();
+  EXPECT_EQ(w, (TlsStream::IoResult{error_code{}, data.size()}));
+  EXPECT_FALSE(read_ec);
+  EXPECT_TRUE(got == data) << "bytes differ";
+  server_->release_buffers();
+  EXPECT_EQ(server_->staging_capacity(), 0u);
+}
+
+// RFC 6066 4: a client that asked for 1 KiB records gets them, and the
+// staging buffer shrinks to one record.
+TEST_F(TlsStreamTest, NegotiatedMaxFragmentLengthSizesTheGatheredRecords) {
+  connect();
+  SslPtr client_ssl = make_client(h2_client());
+  ASSERT_EQ(SSL_set_tlsext_max_fragment_length(client_ssl.get(), TLSEXT_max_fragment_length_1024),
+            1);
+  server_ = std::make_unique<TlsStream>(server_socket_, contexts_->new_ssl());
+  client_ = std::make_unique<TlsStream>(client_socket_, std::move(client_ssl));
+  error_code server_ec;
+  error_code client_ec;
+  spawn([&]() -> asio::awaitable<void> { server_ec = co_await server_->handshake(); });
+  spawn([&]() -> asio::awaitable<void> { client_ec = co_await client_->handshake(); });
+  run();
+  ASSERT_FALSE(server_ec);
+  ASSERT_FALSE(client_ec);
+  Wire wire;
+  wire.watch(server_->native_handle());
+  const std::string body = pattern(5000, 9);
+  std::string got;
+  server_writes(
+      {asio::buffer("HTTP/1.1 200 OK\r\n\r\n", 19), asio::buffer(body), asio::buffer("\r\n", 2)},
+      got);
+  EXPECT_EQ(got, "HTTP/1.1 200 OK\r\n\r\n" + body + "\r\n");
+  EXPECT_EQ(server_->staging_capacity(), 1024u);
+  EXPECT_EQ(wire.app_records_sent, static_cast<int>((19 + body.size() + 2 + 1023) / 1024));
+}
+
 TEST_F(TlsStreamTest, EmptyBuffersCompleteAtOnce) {
   establish();
   TlsStream::IoResult read{asio::error::would_block, 1};
@@ -581,6 +637,23 @@ TEST_F(TlsStreamTest, CancelDuringAPendingReadCompletesAbortedAndKeepsTheStream)
   EXPECT_EQ(std::get<0>(result), asio::error::operation_aborted);
   // Nothing was half-done: the next read works.
   send(*client_, *server_, "still here");
+}
+
+// The deadline fired while no wait was pending (its socket.cancel() found
+// nothing: the socket had just become ready). The stream's next wait must
+// not start, or nothing would ever end it.
+TEST_F(TlsStreamTest, ExpiredDeadlineEndsTheNextWaitItsCancelMissed) {
+  establish();
+  util::Deadline deadline(io_.get_executor());
+  deadline.on_expire([] {});  // stands for a cancel that came too early
+  deadline.expires_after(0s);
+  run();
+  ASSERT_TRUE(deadline.expired());
+  server_->set_deadline(&deadline);
+  auto [ec, n] = read_once(*server_);  // no data: it would wait for good
+  EXPECT_EQ(ec, asio::error::operation_aborted);
+  server_->set_deadline(nullptr);
+  send(*client_, *server_, "the read was never started");
 }
 
 TEST_F(TlsStreamTest, CancelDuringABlockedWriteFailsTheStreamWithoutHanging) {
