@@ -266,6 +266,7 @@ inline std::string config_yaml(const std::string& tls_yaml, const std::string& u
 inline std::shared_ptr<const config::Config> load_config(const std::string& yaml) {
   config::LoadOptions options;
   options.features.tls = true;
+  options.features.upstream_tls = true;
   options.cpu_count = 1;
   config::LoadResult r = config::load_string(yaml, "test.yaml", options);
   for (const auto& e : r.errors) {
