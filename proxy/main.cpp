@@ -14,6 +14,7 @@
 #include "proxy/config/loader.h"
 #include "proxy/config/reader.h"
 #include "proxy/server/server.h"
+#include "proxy/server/tls_listeners.h"
 
 namespace {
 
@@ -42,7 +43,8 @@ ward::config::LoadOptions load_options() {
   ward::config::LoadOptions options;
   // Features this build has; the loader rejects the keys of the others with
   // "... is not supported yet" rather than ignoring them.
-  options.features.tls = false;
+  options.features.tls = true;
+  options.features.upstream_tls = false;
   options.features.proxy_protocol = false;
   options.features.health_checks = false;
   options.features.passive = false;
@@ -61,6 +63,18 @@ ward::config::LoadOptions load_options() {
 
 ward::config::LoadResult load(const std::string& path) {
   auto result = ward::config::load_file(path, load_options());
+  if (result.ok()) {
+    // Certificates and keys are read and matched here too, so `ward check`
+    // finds a broken chain or a key that is not the certificate's.
+    auto tls = ward::server::TlsListeners::check(*result.config);
+    for (const auto& w : tls.warnings) {
+      std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
+    }
+    result.errors = std::move(tls.errors);
+    if (!result.ok()) {
+      result.config = nullptr;
+    }
+  }
   for (const auto& e : result.errors) {
     std::fprintf(stderr, "%s\n", e.to_string().c_str());
   }

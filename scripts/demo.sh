@@ -33,12 +33,15 @@ done
 
 scripts/deps.sh
 scripts/build.sh ward ward-whoami
+# The HTTPS listener's certificate: a local dev CA and a localhost cert,
+# made once (certs/README.md; nothing here is a real site's key).
+certs/gen-dev-certs.sh
 
 ward=build/ward
 whoami=build/tests/support/ward-whoami
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in 8080 9001 9002 9901; do
+for port in 8080 8443 9001 9002 9901; do
   if port_busy "$port"; then
     echo "demo.sh: port $port is already in use (another demo running?)" >&2
     exit 1
@@ -80,8 +83,10 @@ for port in 9001 9002; do
   done
 done
 
-echo "demo.sh: ward on http://localhost:8080/ (admin http://127.0.0.1:9901/), Ctrl-C stops"
-echo "demo.sh: try: curl http://localhost:8080/   curl http://127.0.0.1:9901/metrics"
+echo "demo.sh: ward on http://localhost:8080/ and https://localhost:8443/" \
+  "(admin http://127.0.0.1:9901/), Ctrl-C stops"
+echo "demo.sh: try: curl http://localhost:8080/   curl -k https://localhost:8443/"
+echo "demo.sh:      curl --cacert certs/dev-ca.crt https://localhost:8443/   curl http://127.0.0.1:9901/metrics"
 # In the background so that Ctrl-C reaches this script's trap, which sends
 # ward SIGTERM (graceful drain); wait returns when ward exits on its own too.
 "$ward" -c "$config" &

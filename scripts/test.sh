@@ -145,6 +145,7 @@ fi
 # Every shipped config must pass `ward check`: the docs cannot drift from the loader.
 check_configs() {
   local f rc=0
+  certs/gen-dev-certs.sh >/dev/null  # conf/ward.yaml serves certs/dev.crt
   for f in conf/ward.yaml conf/examples/*.yaml deploy/compose/ward.yaml \
     deploy/kubernetes/ward.yaml; do
     [[ -f "$f" ]] || continue

@@ -75,6 +75,7 @@ struct Limits {
 struct TlsCertificate {
   std::string cert;
   std::string key;
+  Mark mark;  // the certificate's item in the list, for errors found when loading it
 };
 
 struct ListenerTls {

@@ -586,6 +586,7 @@ std::optional<ListenerTls> SchemaLoader::read_listener_tls(const Section& listen
       }
       Section c = reader_.section(item, item.Mark(), index_path(path, i), {"cert", "key"});
       TlsCertificate cert;
+      cert.mark = reader_.mark_of(item.Mark());
       if (reader_.require(c, "cert") && reader_.read(c, "cert", cert.cert)) {
         check_readable(cert.cert, c.value_mark("cert"), c.child("cert"));
       }
@@ -852,7 +853,7 @@ std::optional<Upstream> SchemaLoader::read_upstream(const MapEntry& entry,
   reader_.read(s, "retries", u.retries, 0, 100);
   reader_.read(s, "tls", u.tls);
   if (u.tls) {
-    gate(options_.features.tls, s, "tls");
+    gate(options_.features.upstream_tls, s, "tls");
   }
   if (reader_.read(s, "tls_ca", u.tls_ca) && s.get("tls_ca") != nullptr) {
     check_readable(u.tls_ca, s.value_mark("tls_ca"), s.child("tls_ca"));

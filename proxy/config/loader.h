@@ -37,7 +37,8 @@ EnvLookup process_env();
 // Which optional features the binary has built. A key whose feature is off is
 // rejected with "<key> is not supported yet" instead of being ignored.
 struct Features {
-  bool tls = false;                  // listeners[].tls, upstreams.*.tls
+  bool tls = false;                  // listeners[].tls
+  bool upstream_tls = false;         // upstreams.*.tls
   bool proxy_protocol = false;       // listeners[].proxy_protocol: true
   bool health_checks = false;        // upstreams.*.health_check
   bool passive = false;              // upstreams.*.passive

@@ -111,7 +111,11 @@ const config::Limits& H1Session::limits() const {
 }
 
 asio::awaitable<void> H1Session::run() {
-  for (;;) {
+  bool serve = true;
+  if (listener_.tls) {
+    serve = co_await handshake();
+  }
+  for (; serve;) {
     http::ParseError error;
     HeadResult head = co_await read_head(error);
     if (head == HeadResult::closed) {
@@ -157,6 +161,9 @@ asio::awaitable<void> H1Session::run() {
     }
   }
   // Half-close, then close: the client reads everything we wrote before EOF.
+  if (tls_) {
+    co_await tls_->shutdown();
+  }
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
   socket_.close(ignored);
@@ -186,10 +193,13 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
     if (closing_ && idle_) {
       co_return HeadResult::closed;
     }
-    if (in_.empty()) {
-      // Nothing buffered: give the buffer back and wait for readability
-      // without one, so an idle keep-alive connection holds no memory.
+    if (in_.empty() && !(tls_ && tls_->has_buffered_data())) {
+      // Nothing buffered: give the buffers back and wait for readability
+      // without them, so an idle keep-alive connection holds no memory.
       in_.release();
+      if (tls_) {
+        tls_->release_buffers();
+      }
       auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
       if (wec) {
         idle_ = false;
@@ -202,7 +212,7 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
       error = {http::ParseStatus::header_too_large, "head does not fit the buffer"};
       co_return HeadResult::error;
     }
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(ptr, space), kNoThrow);
+    auto [ec, n] = co_await down_read(asio::buffer(ptr, space));
     if (ec) {
       bool partial = !in_.empty();
       idle_ = false;
@@ -291,7 +301,7 @@ void H1Session::begin_filters(Exchange& ex) {
   ctx_.request_headers = &req_.headers;
   ctx_.client_ip = client_;
   ctx_.client_ip_text = client_text_;
-  ctx_.tls = false;
+  ctx_.tls = tls_ != nullptr;
   ctx_.now_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(ex.start.time_since_epoch()).count();
   ctx_.worker = worker_.index();
@@ -350,7 +360,7 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   fctx.peer = peer_;
   fctx.client = client_;  // decided once, in handle()
   fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
-  fctx.tls = false;
+  fctx.tls = tls_ != nullptr;
   http::prepare_upstream_request(req_, fctx);
   // The client's target stays in req_ (filters and the access log see it).
   target_up_ =
@@ -398,7 +408,7 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
     if (expect_continue && !ex.request_body_done && in_.empty()) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(kContinue), kNoThrow);
+      auto [ec, n] = co_await down_write(asio::buffer(kContinue));
       if (ec) {
         ex.keep_alive = false;
         ex.status = 499;
@@ -506,8 +516,7 @@ asio::awaitable<H1Session::Outcome> H1Session::send_request_body(Exchange& ex,
   while (!body.done()) {
     if (in_.empty()) {
       deadline_.expires_after(lim.body_timeout);
-      auto [ec, n] = co_await socket_.async_read_some(
-          asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+      auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
       if (ec) {
         // The client stalled (408) or went away mid-body: nothing sane can
         // be relayed, and the upstream connection is mid-message.
@@ -684,7 +693,7 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
     }
     if (!gather_.empty()) {
       deadline_.expires_after(lim.body_timeout);
-      auto [ec, n] = co_await asio::async_write(socket_, gather_, kNoThrow);
+      auto [ec, n] = co_await down_write(gather_);
       if (ec) {
         ex.keep_alive = false;
         resp_.keep_alive = false;
@@ -714,7 +723,7 @@ asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::Upstream
         }
         if (!gather_.empty()) {
           deadline_.expires_after(lim.body_timeout);
-          auto [wec, wn] = co_await asio::async_write(socket_, gather_, kNoThrow);
+          auto [wec, wn] = co_await down_write(gather_);
           if (wec) {
             ex.keep_alive = false;
           }
@@ -753,39 +762,68 @@ asio::awaitable<void> H1Session::tunnel(Exchange& ex, upstream::UpstreamConnecti
   if (!conn.buffer.empty()) {
     gather_.emplace_back(conn.buffer.data().data(), conn.buffer.size());
   }
-  auto [ec, n] = co_await asio::async_write(socket_, gather_, kNoThrow);
+  auto [ec, n] = co_await down_write(gather_);
   ex.response_started = true;
   if (!ec) {
     ex.bytes_out += conn.buffer.size();
     conn.buffer.consume(conn.buffer.size());
-    co_await (pipe(socket_, in_, conn.socket, conn, ex.bytes_in) &&
-              pipe(conn.socket, conn.buffer, socket_, conn, ex.bytes_out));
+    co_await (pipe_up(conn, ex.bytes_in) && pipe_down(conn, ex.bytes_out));
   }
   metrics.websocket_active.add(worker_.index(), {route_name}, -1);
 }
 
-// Relays bytes from `from` to `to` until `from` ends, then half-closes `to`
-// so the peer sees the end too (a WebSocket close handshake in flight still
-// completes the other way). Activity either way pushes both deadlines out by
-// idle_timeout: a tunnel dies when nothing moves, not when one side is quiet.
-// An error or timeout on either side closes both.
-asio::awaitable<void> H1Session::pipe(tcp::socket& from, util::IoBuffer& buffer, tcp::socket& to,
-                                      upstream::UpstreamConnection& conn, uint64_t& bytes) {
+// The two directions of a tunnel. Each relays until its source ends, then
+// half-closes the other side so the peer sees the end too (a WebSocket
+// close handshake in flight still completes the other way). Activity either
+// way pushes both deadlines out by idle_timeout: a tunnel dies when nothing
+// moves, not when one side is quiet. An error or timeout closes both.
+asio::awaitable<void> H1Session::pipe_up(upstream::UpstreamConnection& conn, uint64_t& bytes) {
   const auto idle = limits().idle_timeout;
   boost::system::error_code ignored;
   for (;;) {
+    if (!in_.empty()) {
+      auto [wec, wn] = co_await asio::async_write(conn.socket, asio::buffer(in_.data()), kNoThrow);
+      if (wec) {
+        break;
+      }
+      bytes += in_.size();
+      in_.consume(in_.size());
+    }
+    auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
+    if (ec == asio::error::eof) {
+      conn.socket.shutdown(tcp::socket::shutdown_send, ignored);
+      co_return;
+    }
+    if (ec) {
+      break;
+    }
+    in_.commit(n);
+    deadline_.expires_after(idle);
+    conn.deadline.expires_after(idle);
+  }
+  close_tunnel(conn);
+}
+
+asio::awaitable<void> H1Session::pipe_down(upstream::UpstreamConnection& conn, uint64_t& bytes) {
+  const auto idle = limits().idle_timeout;
+  boost::system::error_code ignored;
+  auto& buffer = conn.buffer;
+  for (;;) {
     if (!buffer.empty()) {
-      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buffer.data()), kNoThrow);
+      auto [wec, wn] = co_await down_write(asio::buffer(buffer.data()));
       if (wec) {
         break;
       }
       bytes += buffer.size();
       buffer.consume(buffer.size());
     }
-    auto [ec, n] = co_await from.async_read_some(
+    auto [ec, n] = co_await conn.socket.async_read_some(
         asio::buffer(buffer.write_ptr(), buffer.write_space()), kNoThrow);
     if (ec == asio::error::eof) {
-      to.shutdown(tcp::socket::shutdown_send, ignored);
+      if (tls_) {
+        co_await tls_->shutdown();  // close_notify: the TLS way to half-close
+      }
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
       co_return;
     }
     if (ec) {
@@ -795,8 +833,76 @@ asio::awaitable<void> H1Session::pipe(tcp::socket& from, util::IoBuffer& buffer,
     deadline_.expires_after(idle);
     conn.deadline.expires_after(idle);
   }
-  socket_.close(ignored);
+  close_tunnel(conn);
+}
+
+void H1Session::close_tunnel(upstream::UpstreamConnection& conn) {
+  // Cancel rather than close the downstream socket: a TLS stream still owns
+  // it until the session ends.
+  boost::system::error_code ignored;
+  socket_.cancel(ignored);
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
   conn.socket.close(ignored);
+}
+
+asio::awaitable<bool> H1Session::handshake() {
+  auto contexts = listener_.tls->current();
+  auto ssl = contexts->new_ssl();
+  if (!ssl) {
+    co_return false;
+  }
+  tls_ = std::make_unique<tls::TlsStream>(socket_, std::move(ssl));
+  tls_->set_deadline(&deadline_);  // a wait starting after the deadline fired ends at once
+  deadline_.expires_after(limits().header_timeout);
+  auto ec = co_await tls_->handshake();
+  auto& metrics = *worker_.shared().metrics;
+  if (ec) {
+    auto reason = tls_->handshake_error().value_or(tls::HandshakeError::closed);
+    if (deadline_.expired()) {
+      reason = tls::HandshakeError::closed;
+    }
+    metrics.tls_handshake_errors.inc(worker_.index(), {listener_.name, tls::to_string(reason)});
+    worker_.shared().log->debug("{}: TLS handshake with {} failed: {} ({})", listener_.name,
+                                peer_text_, tls::to_string(reason), tls_->openssl_reason());
+    co_return false;
+  }
+  SSL* native = tls_->native_handle();
+  tls_version_ = tls::protocol_version(native);
+  metrics.tls_handshakes.inc(worker_.index(), {listener_.name, tls_version_});
+  if (tls::negotiated_protocol(native) == tls::AppProtocol::h2) {
+    co_return false;  // never offered while HTTP/2 is not served (served_listener)
+  }
+  co_return true;
+}
+
+asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_read(
+    asio::mutable_buffer b) {
+  if (tls_) {
+    auto r = co_await tls_->read_some(b);
+    co_return r;
+  }
+  auto r = co_await socket_.async_read_some(b, kNoThrow);
+  co_return r;
+}
+
+asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
+    const std::vector<asio::const_buffer>& pieces) {
+  if (tls_) {
+    auto r = co_await tls_->write(pieces);
+    co_return r;
+  }
+  auto r = co_await asio::async_write(socket_, pieces, kNoThrow);
+  co_return r;
+}
+
+asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
+    asio::const_buffer b) {
+  if (tls_) {
+    auto r = co_await tls_->write(b);
+    co_return r;
+  }
+  auto r = co_await asio::async_write(socket_, b, kNoThrow);
+  co_return r;
 }
 
 void H1Session::serialize_request_head(std::string_view target) {
@@ -870,7 +976,7 @@ asio::awaitable<bool> H1Session::reply(Exchange& ex, int status, std::string_vie
 
 asio::awaitable<bool> H1Session::write_downstream(std::chrono::milliseconds timeout) {
   deadline_.expires_after(timeout);
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(head_out_), kNoThrow);
+  auto [ec, n] = co_await down_write(asio::buffer(head_out_));
   co_return !ec;
 }
 
@@ -925,6 +1031,7 @@ void H1Session::log_request(Exchange& ex) {
   r.request_id = ctx_.request_id;
   r.user_agent = req_.headers.get("user-agent").value_or("");
   r.referer = req_.headers.get("referer").value_or("");
+  r.tls_version = tls_version_;
   shared.access_log->write(shard, r);
 }
 

@@ -11,6 +11,7 @@
 #include "filters/filter.h"
 #include "proxy/http/h1_parser.h"
 #include "proxy/server/worker.h"
+#include "proxy/tls/tls_stream.h"
 #include "proxy/upstream/connection_pool.h"
 #include "proxy/util/cidr.h"
 #include "proxy/util/deadline.h"
@@ -75,9 +76,18 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   // After a 101 to a WebSocket handshake: relays bytes both ways until both
   // sides have ended, an error, or idle_timeout without traffic.
   boost::asio::awaitable<void> tunnel(Exchange& ex, upstream::UpstreamConnection& conn);
-  boost::asio::awaitable<void> pipe(boost::asio::ip::tcp::socket& from, util::IoBuffer& buffer,
-                                    boost::asio::ip::tcp::socket& to,
-                                    upstream::UpstreamConnection& conn, uint64_t& bytes);
+  boost::asio::awaitable<void> pipe_up(upstream::UpstreamConnection& conn, uint64_t& bytes);
+  boost::asio::awaitable<void> pipe_down(upstream::UpstreamConnection& conn, uint64_t& bytes);
+  void close_tunnel(upstream::UpstreamConnection& conn);
+  // TLS listeners: the handshake, bounded by header_timeout; false = close.
+  boost::asio::awaitable<bool> handshake();
+  // Downstream I/O, over TLS when the listener has it.
+  boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_read(
+      boost::asio::mutable_buffer b);
+  boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_write(
+      const std::vector<boost::asio::const_buffer>& pieces);
+  boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_write(
+      boost::asio::const_buffer b);
   boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
       const upstream::Host& host, std::chrono::milliseconds timeout);
   // A response made by ward: JSON error body (`error` names it; empty: the
@@ -102,6 +112,8 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   const ListenerInfo& listener_;
   boost::asio::ip::tcp::socket socket_;
   util::Deadline deadline_;
+  std::unique_ptr<tls::TlsStream> tls_;  // null on a plain listener
+  std::string_view tls_version_;         // "TLSv1.3" after the handshake
   util::IoBuffer in_;
   util::IpAddress peer_;
   std::string peer_text_;

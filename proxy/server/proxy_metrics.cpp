@@ -42,7 +42,17 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
       websocket_upgrades(r.counter("ward_websocket_upgrades_total",
                                    "WebSocket handshakes answered 101 by an upstream.", {"route"})),
       websocket_active(
-          r.gauge("ward_websocket_connections_active", "WebSocket tunnels open now.", {"route"})) {}
+          r.gauge("ward_websocket_connections_active", "WebSocket tunnels open now.", {"route"})),
+      tls_handshakes(r.counter("ward_tls_handshakes_total", "Completed TLS handshakes.",
+                               {"listener", "version"})),
+      tls_handshake_errors(r.counter("ward_tls_handshake_errors_total",
+                                     "TLS handshakes that failed, by reason.",
+                                     {"listener", "reason"})),
+      tls_certificate_expiry(
+          r.gauge("ward_tls_certificate_expiry_seconds",
+                  "notAfter of each served certificate, Unix seconds: alert "
+                  "on ward_tls_certificate_expiry_seconds - time() < 14 * 86400.",
+                  {"listener", "cert"})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

@@ -16,6 +16,7 @@
 #include "proxy/observe/metrics.h"
 #include "proxy/server/proxy_metrics.h"
 #include "proxy/server/snapshot.h"
+#include "proxy/server/tls_listeners.h"
 #include "proxy/server/worker.h"
 #include "proxy/upstream/upstream_state.h"
 #include "proxy/util/json.h"
@@ -74,6 +75,8 @@ struct Server::Impl {
   asio::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
   asio::signal_set usr1{io, SIGUSR1};
   asio::steady_timer drain_timer{io};
+  std::unique_ptr<TlsListeners> tls;
+  asio::steady_timer ticket_timer{io};
   Clock::time_point drain_deadline;
   bool draining = false;
   int exit_code = 0;
@@ -88,6 +91,9 @@ struct Server::Impl {
   void start_admin();
   void wait_signals();
   void wait_usr1();
+  bool build_tls();
+  void schedule_ticket_rotation();
+  void reload_certificates();
   void begin_drain(const char* why);
   void poll_drain();
   void stop_all();
@@ -107,6 +113,9 @@ bool Server::Impl::start() {
                                FilterEnv{filter_registry, registry, filter_runtime});
   } catch (const std::exception& e) {
     log->error("{}", e.what());
+    return false;
+  }
+  if (!build_tls()) {
     return false;
   }
   WorkerShared shared;
@@ -138,7 +147,8 @@ bool Server::Impl::start() {
 }
 
 void Server::Impl::bind_listeners() {
-  for (const auto& l : config->listeners) {
+  for (size_t index = 0; index < config->listeners.size(); ++index) {
+    const auto& l = config->listeners[index];
     auto ep = listen_endpoint(l.address);
     try {
       // A plain bind first: with SO_REUSEPORT alone, a second ward started on
@@ -151,7 +161,7 @@ void Server::Impl::bind_listeners() {
         if (port == 0) {
           port = acc.local_endpoint().port();  // port 0: every worker on the one picked
         }
-        w->add_listener(ListenerInfo{l.name, l.redirect_https}, std::move(acc));
+        w->add_listener(ListenerInfo{l.name, l.redirect_https, tls->slot(index)}, std::move(acc));
       }
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.address.text +
@@ -240,6 +250,7 @@ void Server::Impl::wait_signals() {
     }
     if (sig == SIGHUP) {
       log->warn("SIGHUP: configuration reload is not supported yet; running config kept");
+      reload_certificates();
     } else if (sig == SIGINT && draining) {
       log->warn("second SIGINT: exiting at once");
       std::_Exit(130);
@@ -248,6 +259,58 @@ void Server::Impl::wait_signals() {
     }
     wait_signals();
   });
+}
+
+bool Server::Impl::build_tls() {
+  TlsListeners::Problems problems;
+  try {
+    tls = TlsListeners::build(*config, problems);
+  } catch (const std::exception& e) {
+    log->error("tls: {}", e.what());
+    return false;
+  }
+  for (const auto& w : problems.warnings) {
+    log->warn("{}", w.to_string());
+  }
+  for (const auto& e : problems.errors) {
+    log->error("{}", e.to_string());
+  }
+  if (!problems.errors.empty()) {
+    return false;
+  }
+  for (const auto& l : config->listeners) {
+    if (l.tls && served_listener(l).tls->alpn != l.tls->alpn) {
+      log->info("listener {}: HTTP/2 is not served yet; ALPN offers http/1.1", l.name);
+    }
+  }
+  tls->export_expiry(metrics);
+  schedule_ticket_rotation();
+  return true;
+}
+
+void Server::Impl::schedule_ticket_rotation() {
+  ticket_timer.expires_at(tls->rotate_ticket_keys());
+  ticket_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) {
+      schedule_ticket_rotation();
+    }
+  });
+}
+
+// Certificates renewed on disk (certbot) are served to new handshakes; open
+// connections keep theirs. A certificate that does not load leaves its
+// listener on the current ones.
+void Server::Impl::reload_certificates() {
+  auto problems = tls->reload(*config);
+  for (const auto& w : problems.warnings) {
+    log->warn("{}", w.to_string());
+  }
+  for (const auto& e : problems.errors) {
+    log->error("certificate reload: {}; the listener keeps its current certificates",
+               e.to_string());
+  }
+  tls->export_expiry(metrics);
+  log->info("SIGHUP: certificates re-read{}", problems.errors.empty() ? "" : " (with errors)");
 }
 
 void Server::Impl::wait_usr1() {

@@ -15,6 +15,7 @@
 #include "proxy/observe/access_log.h"
 #include "proxy/server/proxy_metrics.h"
 #include "proxy/server/snapshot.h"
+#include "proxy/tls/server_contexts.h"
 #include "proxy/upstream/balancer.h"
 #include "proxy/upstream/connection_pool.h"
 
@@ -35,6 +36,7 @@ struct WorkerShared {
 struct ListenerInfo {
   std::string name;
   std::optional<uint16_t> redirect_https;
+  std::shared_ptr<tls::ServerContextsSlot> tls;  // null: plain HTTP
 };
 
 // A worker's view of one upstream: the HostSet it last fetched and its own

@@ -17,8 +17,10 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 
 
 class WsClient:
-    def __init__(self, port, path="/ws", timeout=10.0):
+    def __init__(self, port, path="/ws", timeout=10.0, ssl_context=None):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname="a.test")
         self.buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n"

@@ -164,6 +164,7 @@ upstreams:
 Features all_features() {
   Features f;
   f.tls = true;
+  f.upstream_tls = true;
   f.proxy_protocol = true;
   f.health_checks = true;
   f.passive = true;

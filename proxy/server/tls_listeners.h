@@ -1,0 +1,53 @@
+#pragma once
+
+// The TLS side of the process's listeners: one ticket key ring for all of
+// them (resumption works whatever worker or listener context a reconnect
+// lands on), one ServerContextsSlot per TLS listener, certificate reload on
+// SIGHUP and the certificate expiry gauge. Main thread only, except the
+// slots, which workers read (ServerContextsSlot::current is locked).
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/config/loader.h"
+#include "proxy/server/proxy_metrics.h"
+#include "proxy/tls/server_contexts.h"
+#include "proxy/tls/ticket_key_ring.h"
+
+namespace ward::server {
+
+class TlsListeners {
+ public:
+  struct Problems {
+    std::vector<config::ConfigError> errors;
+    std::vector<config::ConfigError> warnings;
+  };
+
+  // Builds the contexts of every TLS listener of `config` (reading every
+  // certificate). Errors mean the config cannot serve TLS.
+  static std::unique_ptr<TlsListeners> build(const config::Config& config, Problems& problems);
+  // `ward check`: the same reading, nothing kept.
+  static Problems check(const config::Config& config);
+
+  // The slot of listener `index` (config order); null for a plain listener.
+  std::shared_ptr<tls::ServerContextsSlot> slot(size_t index) const { return slots_[index]; }
+  // SIGHUP: re-reads every certificate; a listener whose files do not load
+  // keeps serving its current ones.
+  Problems reload(const config::Config& config);
+  // Timer: rotates session ticket keys when due; returns when to call again.
+  std::chrono::steady_clock::time_point rotate_ticket_keys();
+  void export_expiry(ProxyMetrics& metrics) const;
+
+ private:
+  std::shared_ptr<tls::TicketKeyRing> ring_;
+  std::vector<std::shared_ptr<tls::ServerContextsSlot>> slots_;  // parallel to listeners
+};
+
+// The listener as TLS is built for it today: HTTP/2 is not served yet, so
+// "h2" leaves the ALPN list (a client asking for h2 gets http/1.1) instead
+// of being negotiated and then not spoken.
+config::Listener served_listener(const config::Listener& listener);
+
+}  // namespace ward::server
