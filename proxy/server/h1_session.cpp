@@ -362,13 +362,16 @@ asio::awaitable<void> H1Session::proxy(Exchange& ex) {
   fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
   fctx.tls = tls_ != nullptr;
   http::prepare_upstream_request(req_, fctx);
-  // The client's target stays in req_ (filters and the access log see it).
-  target_up_ =
-      route.strip_prefix ? router::strip_prefix(req_.target, route.match.path_prefix) : req_.target;
+  // The client's target stays in req_ (filters and the access log see it);
+  // only a stripped target needs a string of its own.
+  if (route.strip_prefix) {
+    target_up_ = router::strip_prefix(req_.target, route.match.path_prefix);
+  }
   // ward answers "Expect: 100-continue" itself once it is ready for the body.
   bool expect_continue = req_.expect_continue;
   req_.headers.remove("expect");
-  serialize_request_head(target_up_);
+  serialize_request_head(route.strip_prefix ? std::string_view(target_up_)
+                                            : std::string_view(req_.target));
 
   auto& metrics = *worker_.shared().metrics;
   auto& tried = tried_;  // reused: no allocation per request

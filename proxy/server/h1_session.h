@@ -127,7 +127,7 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
   filters::RequestContext ctx_;               // reused for every request
   std::vector<filters::FilterState> states_;  // global chain's slots, then the route's
   std::string host_;                          // Host as received: stable while filters edit headers
-  std::string target_up_;  // the request-target sent upstream (after strip_prefix)
+  std::string target_up_;  // the request-target sent upstream when strip_prefix applies
   std::string reply_body_;
   std::string encoded_;  // response encoder output
   uint64_t requests_ = 0;
