@@ -16,7 +16,7 @@ build_pkgs=(
   zlib1g-dev libbrotli-dev
 )
 test_pkgs=(
-  python3 python3-pytest curl openssl nghttp2-client
+  python3 python3-pytest python3-h2 curl openssl nghttp2-client
   # Fuzzing: clang-14 only recommends the compiler-rt archives, and
   # -fsanitize=fuzzer needs libclang_rt.fuzzer from libclang-rt-14-dev.
   clang libclang-rt-14-dev clang-format

@@ -518,52 +518,6 @@ bool parse_version(std::string_view v, int& major, int& minor) {
   return true;
 }
 
-Method method_from(std::string_view m) {
-  // RFC 9110 9.1: method names are case-sensitive.
-  switch (m.size()) {
-    case 3:
-      if (m == "GET") {
-        return Method::get;
-      }
-      if (m == "PUT") {
-        return Method::put;
-      }
-      break;
-    case 4:
-      if (m == "HEAD") {
-        return Method::head;
-      }
-      if (m == "POST") {
-        return Method::post;
-      }
-      break;
-    case 5:
-      if (m == "PATCH") {
-        return Method::patch;
-      }
-      if (m == "TRACE") {
-        return Method::trace;
-      }
-      break;
-    case 6:
-      if (m == "DELETE") {
-        return Method::del;
-      }
-      break;
-    case 7:
-      if (m == "OPTIONS") {
-        return Method::options;
-      }
-      if (m == "CONNECT") {
-        return Method::connect;
-      }
-      break;
-    default:
-      break;
-  }
-  return Method::other;
-}
-
 // Length of "http://" or "https://" (case-insensitive scheme) at the start
 // of an absolute-form target, or 0.
 size_t absolute_form_prefix(std::string_view target) {
@@ -671,6 +625,52 @@ ParseError decide_request_framing(const FieldFacts& f, RequestHead& out) {
 }
 
 }  // namespace
+
+Method method_from(std::string_view m) {
+  // RFC 9110 9.1: method names are case-sensitive.
+  switch (m.size()) {
+    case 3:
+      if (m == "GET") {
+        return Method::get;
+      }
+      if (m == "PUT") {
+        return Method::put;
+      }
+      break;
+    case 4:
+      if (m == "HEAD") {
+        return Method::head;
+      }
+      if (m == "POST") {
+        return Method::post;
+      }
+      break;
+    case 5:
+      if (m == "PATCH") {
+        return Method::patch;
+      }
+      if (m == "TRACE") {
+        return Method::trace;
+      }
+      break;
+    case 6:
+      if (m == "DELETE") {
+        return Method::del;
+      }
+      break;
+    case 7:
+      if (m == "OPTIONS") {
+        return Method::options;
+      }
+      if (m == "CONNECT") {
+        return Method::connect;
+      }
+      break;
+    default:
+      break;
+  }
+  return Method::other;
+}
 
 // ---------------------------------------------------------------------------
 

@@ -61,6 +61,9 @@ enum class BodyKind { none, content_length, chunked, until_close };
 
 enum class Method { get, head, post, put, del, options, patch, trace, connect, other };
 
+// The Method of a method name ("GET"); other for any method it does not name.
+Method method_from(std::string_view m);
+
 struct RequestHead {
   Method method = Method::other;
   std::string method_text;  // as received ("GET")

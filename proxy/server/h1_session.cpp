@@ -9,6 +9,7 @@
 
 #include "proxy/http/forwarding.h"
 #include "proxy/router/router.h"
+#include "proxy/server/h2_connection.h"
 #include "proxy/server/local_reply.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
@@ -25,30 +26,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-constexpr size_t kUpstreamBufferSize = 64 * 1024;
-constexpr size_t kUpstreamMaxHead = 60 * 1024;
 constexpr size_t kMinDownstreamBuffer = 32 * 1024;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-// "1a2b\r\n" for a chunk of n bytes.
-size_t format_chunk_size(char* out, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  char tmp[16];
-  size_t len = 0;
-  do {
-    tmp[len++] = kHex[n & 0xf];
-    n >>= 4;
-  } while (n != 0);
-  for (size_t i = 0; i < len; ++i) {
-    out[i] = tmp[len - 1 - i];
-  }
-  out[len] = '\r';
-  out[len + 1] = '\n';
-  return len + 2;
-}
 
 std::string_view protocol_name(int version_minor) {
   return version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
@@ -57,8 +35,7 @@ std::string_view protocol_name(int version_minor) {
 }  // namespace
 
 H1Session::H1Session(Worker& worker, const ListenerInfo& listener, tcp::socket socket)
-    : worker_(worker),
-      listener_(listener),
+    : RequestHandler(worker, listener),
       socket_(std::move(socket)),
       deadline_(socket_.get_executor()),
       in_(std::max<size_t>(kMinDownstreamBuffer,
@@ -100,14 +77,14 @@ void H1Session::start() {
 
 void H1Session::on_drain() {
   closing_ = true;
+  if (h2_) {
+    h2_->drain();
+    return;
+  }
   if (idle_) {
     boost::system::error_code ignored;
     socket_.cancel(ignored);
   }
-}
-
-const config::Limits& H1Session::limits() const {
-  return worker_.snapshot()->config->limits;
 }
 
 asio::awaitable<void> H1Session::run() {
@@ -115,10 +92,19 @@ asio::awaitable<void> H1Session::run() {
   if (listener_.tls) {
     serve = co_await handshake();
   }
+  if (serve && tls_stream_ &&
+      tls::negotiated_protocol(tls_stream_->native_handle()) == tls::AppProtocol::h2) {
+    serve = false;
+    co_await serve_h2({});
+  }
   for (; serve;) {
     http::ParseError error;
     HeadResult head = co_await read_head(error);
     if (head == HeadResult::closed) {
+      break;
+    }
+    if (head == HeadResult::h2) {
+      co_await serve_h2(in_.data());
       break;
     }
     Exchange ex;
@@ -154,6 +140,13 @@ asio::awaitable<void> H1Session::run() {
       break;
     }
     ++requests_;
+    ex.keep_alive = req_.keep_alive && !worker_.draining() && !closing_;
+    req_body_ = http::BodyDecoder::for_kind(req_.body, req_.content_length);
+    // ward answers "Expect: 100-continue" itself once it is ready for the body.
+    expect_continue_ = req_.expect_continue;
+    if (expect_continue_) {
+      req_.headers.remove("expect");
+    }
     co_await handle(ex);
     finish(ex);
     if (!ex.keep_alive || closing_) {
@@ -161,12 +154,128 @@ asio::awaitable<void> H1Session::run() {
     }
   }
   // Half-close, then close: the client reads everything we wrote before EOF.
-  if (tls_) {
-    co_await tls_->shutdown();
+  if (tls_stream_) {
+    co_await tls_stream_->shutdown();
   }
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
   socket_.close(ignored);
+}
+
+asio::awaitable<void> H1Session::serve_h2(std::string_view preread) {
+  h2_ = std::make_unique<H2Connection>(worker_, listener_, socket_, tls_stream_.get(), deadline_,
+                                       peer_, peer_text_, tls_version_);
+  if (closing_) {
+    h2_->drain();
+  }
+  co_await h2_->run(preread);
+  in_.consume(in_.size());
+}
+
+asio::awaitable<RequestHandler::BodyPiece> H1Session::read_body(Exchange& ex) {
+  const auto& lim = ex.snapshot->config->limits;
+  BodyPiece piece;
+  for (;;) {
+    if (!in_.empty()) {
+      auto step = req_body_.feed(in_.data());
+      if (step.error.status != http::ParseStatus::ok) {
+        piece.fail_status = 400;
+        co_return piece;
+      }
+      if (!step.data.empty()) {
+        body_pending_ = step.consumed;  // consumed once the data went upstream
+        piece.data = step.data;
+        piece.end = req_body_.done();
+        co_return piece;
+      }
+      in_.consume(step.consumed);
+      if (req_body_.done()) {
+        piece.end = true;
+        co_return piece;
+      }
+      if (step.consumed > 0 && !in_.empty()) {
+        continue;
+      }
+    } else if (req_body_.done()) {
+      piece.end = true;
+      co_return piece;
+    }
+    deadline_.expires_after(lim.body_timeout);
+    auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
+    if (ec) {
+      piece.fail_status = deadline_.expired() ? 408 : 499;
+      co_return piece;
+    }
+    in_.commit(n);
+  }
+}
+
+void H1Session::body_consumed() {
+  in_.consume(body_pending_);
+  body_pending_ = 0;
+}
+
+asio::awaitable<bool> H1Session::before_body(Exchange&) {
+  if (!expect_continue_ || !in_.empty()) {
+    co_return true;  // no Expect, or the client sent its body without waiting
+  }
+  expect_continue_ = false;
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  deadline_.expires_after(limits().body_timeout);
+  auto [ec, n] = co_await down_write(asio::buffer(kContinue));
+  co_return !ec;
+}
+
+bool H1Session::response_head(Exchange& ex) {
+  const bool encoding = ctx_.response_encoder != nullptr;
+  // Until-close and encoded bodies become chunked for HTTP/1.1 clients so the
+  // downstream connection survives; HTTP/1.0 clients get a close instead.
+  chunked_down_ =
+      resp_.body == http::BodyKind::chunked ||
+      ((resp_.body == http::BodyKind::until_close || encoding) && req_.version_minor == 1);
+  if ((resp_.body == http::BodyKind::until_close || encoding) && !chunked_down_) {
+    ex.keep_alive = false;
+  }
+  serialize_response_head(ex, chunked_down_);
+  head_pending_ = true;
+  return true;
+}
+
+asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view data,
+                                               filters::BodyEncoder::Mode mode) {
+  gather_.clear();
+  if (head_pending_) {
+    gather_.emplace_back(head_out_.data(), head_out_.size());
+  }
+  if (!data.empty() || mode == filters::BodyEncoder::Mode::finish) {
+    if (!frame_body(data, mode, chunked_down_, size_line_)) {
+      worker_.shared().log->warn("response encoder failed for {}", ex.upstream_server);
+      co_return false;
+    }
+  }
+  if (gather_.empty()) {
+    co_return true;
+  }
+  deadline_.expires_after(limits().body_timeout);
+  auto [ec, n] = co_await down_write(gather_);
+  head_pending_ = false;
+  co_return !ec;
+}
+
+asio::awaitable<bool> H1Session::send_local_reply(Exchange& ex, int status, std::string_view body) {
+  if (closing_) {
+    ex.keep_alive = false;
+  }
+  head_out_.clear();
+  append_local_reply(head_out_, status, resp_.headers, body, !ex.keep_alive,
+                     req_.method == http::Method::head);
+  deadline_.expires_after(limits().body_timeout);
+  auto [ec, n] = co_await down_write(asio::buffer(head_out_));
+  co_return !ec;
+}
+
+std::string_view H1Session::protocol() const {
+  return protocol_name(req_.version_minor);
 }
 
 asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& error) {
@@ -180,6 +289,16 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
   // for idle_timeout before their first byte, then header_timeout applies.
   deadline_.expires_after(idle_ && requests_ > 0 ? lim.idle_timeout : lim.header_timeout);
   for (;;) {
+    if (requests_ == 0 && !tls_stream_ && !in_.empty() && in_.data().front() == 'P') {
+      // HTTP/2 with prior knowledge (h2c) on a plain listener: the client
+      // opens with the connection preface instead of a request.
+      static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+      auto start = in_.data().substr(0, kPreface.size());
+      if (start == kPreface) {
+        idle_ = false;
+        co_return HeadResult::h2;
+      }
+    }
     if (!in_.empty()) {
       error = http::find_head_end(in_.data(), head_limits, true, scanned, head_size);
       if (error.status == http::ParseStatus::ok) {
@@ -193,12 +312,12 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
     if (closing_ && idle_) {
       co_return HeadResult::closed;
     }
-    if (in_.empty() && !(tls_ && tls_->has_buffered_data())) {
+    if (in_.empty() && !(tls_stream_ && tls_stream_->has_buffered_data())) {
       // Nothing buffered: give the buffers back and wait for readability
       // without them, so an idle keep-alive connection holds no memory.
       in_.release();
-      if (tls_) {
-        tls_->release_buffers();
+      if (tls_stream_) {
+        tls_stream_->release_buffers();
       }
       auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
       if (wec) {
@@ -233,96 +352,6 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
   co_return error.status == http::ParseStatus::ok ? HeadResult::ok : HeadResult::error;
 }
 
-asio::awaitable<void> H1Session::handle(Exchange& ex) {
-  const auto& cfg = *ex.snapshot->config;
-  ex.keep_alive = req_.keep_alive && !worker_.draining() && !closing_;
-  ex.request_body_done = req_.body == http::BodyKind::none ||
-                         (req_.body == http::BodyKind::content_length && req_.content_length == 0);
-
-  client_ = http::decide_client_ip(req_.headers, peer_, ex.snapshot->trusted_proxies);
-  client_text_ = client_ == peer_ ? peer_text_ : client_.to_string();
-
-  host_ = req_.headers.get("host").value_or("");
-  begin_filters(ex);
-  const auto& snap = *ex.snapshot;
-  if (!snap.global_filters.empty()) {
-    ex.global_ran = snap.global_filters.run_request(ctx_, states_.data());
-    if (ctx_.replied()) {
-      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
-      co_return;
-    }
-  }
-  std::string_view host = host_;
-  if (listener_.redirect_https) {
-    // 308 keeps the method and body (RFC 9110 15.4.9); 443 is the default port.
-    auto name = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']'
-                                   ? host.size()
-                                   : host.rfind(':'));
-    std::string location = "https://";
-    location += name;
-    if (*listener_.redirect_https != 443) {
-      location += ":" + std::to_string(*listener_.redirect_https);
-    }
-    location += req_.target;
-    co_await reply(ex, 308, {}, location);
-    co_return;
-  }
-  if (req_.body == http::BodyKind::content_length && cfg.limits.max_body_size > 0 &&
-      req_.content_length > cfg.limits.max_body_size) {
-    co_await reply(ex, 413);
-    co_return;
-  }
-  ex.route = snap.router.match(host, req_.path(), req_.method_text);
-  if (ex.route < 0) {
-    co_await reply(ex, 404);
-    co_return;
-  }
-  const auto& chain = snap.route_filters[static_cast<size_t>(ex.route)];
-  if (!chain.empty()) {
-    ex.route_ran = chain.run_request(ctx_, states_.data() + snap.global_filters.size());
-    if (ctx_.replied()) {
-      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
-      co_return;
-    }
-  }
-  co_await proxy(ex);
-}
-
-void H1Session::begin_filters(Exchange& ex) {
-  const auto& snap = *ex.snapshot;
-  if (states_.size() < snap.max_filter_states) {
-    states_.resize(snap.max_filter_states);
-  }
-  ctx_.reset();
-  ctx_.method = req_.method_text;
-  ctx_.path = req_.path();
-  ctx_.query = req_.query();
-  ctx_.host = host_;
-  ctx_.request_headers = &req_.headers;
-  ctx_.client_ip = client_;
-  ctx_.client_ip_text = client_text_;
-  ctx_.tls = tls_ != nullptr;
-  ctx_.now_ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(ex.start.time_since_epoch()).count();
-  ctx_.worker = worker_.index();
-}
-
-void H1Session::run_response_filters(Exchange& ex, int status, bool local) {
-  ctx_.status = status;
-  ctx_.local_reply = local;
-  ctx_.response_headers = &resp_.headers;
-  ctx_.response_has_body =
-      status >= 200 && status != 204 && status != 304 && req_.method != http::Method::head;
-  const auto& snap = *ex.snapshot;
-  if (ex.route >= 0 && ex.route_ran > 0) {
-    snap.route_filters[static_cast<size_t>(ex.route)].run_response(
-        ctx_, states_.data() + snap.global_filters.size(), ex.route_ran);
-  }
-  if (ex.global_ran > 0) {
-    snap.global_filters.run_response(ctx_, states_.data(), ex.global_ran);
-  }
-}
-
 bool H1Session::frame_body(std::string_view data, filters::BodyEncoder::Mode mode, bool chunked,
                            char* size_line) {
   if (ctx_.response_encoder) {
@@ -348,402 +377,7 @@ bool H1Session::frame_body(std::string_view data, filters::BodyEncoder::Mode mod
   return true;
 }
 
-asio::awaitable<void> H1Session::proxy(Exchange& ex) {
-  const auto& snap = *ex.snapshot;
-  const auto& route = snap.config->routes[static_cast<size_t>(ex.route)];
-  const auto& ucfg = *snap.route_upstream_configs[static_cast<size_t>(ex.route)];
-  auto& wu = worker_.upstream(snap.route_upstreams[static_cast<size_t>(ex.route)], ucfg);
-  auto hosts = wu.hosts;  // kept for the whole request, whatever DNS does meanwhile
-  ex.upstream_name = ucfg.name;
-
-  http::ForwardContext fctx;
-  fctx.peer = peer_;
-  fctx.client = client_;  // decided once, in handle()
-  fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
-  fctx.tls = tls_ != nullptr;
-  http::prepare_upstream_request(req_, fctx);
-  // The client's target stays in req_ (filters and the access log see it);
-  // only a stripped target needs a string of its own.
-  if (route.strip_prefix) {
-    target_up_ = router::strip_prefix(req_.target, route.match.path_prefix);
-  }
-  // ward answers "Expect: 100-continue" itself once it is ready for the body.
-  bool expect_continue = req_.expect_continue;
-  req_.headers.remove("expect");
-  serialize_request_head(route.strip_prefix ? std::string_view(target_up_)
-                                            : std::string_view(req_.target));
-
-  auto& metrics = *worker_.shared().metrics;
-  auto& tried = tried_;  // reused: no allocation per request
-  tried.clear();
-  int fail_status = 502;
-  uint32_t attempts = 1 + ucfg.retries;
-  for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
-    upstream::PickContext pctx;
-    pctx.now_ms = upstream::steady_now_ms();
-    if (ucfg.balance == config::Balance::ip_hash) {
-      pctx.hash = upstream::hash_key(client_text_);
-    }
-    pctx.tried = tried;
-    int index = wu.balancer->pick(*hosts, pctx);
-    if (index < 0) {
-      // Nothing available at all is 503; everything tried and failed is 502.
-      fail_status = tried.empty() ? 503 : fail_status;
-      break;
-    }
-    const auto& host = hosts->hosts[static_cast<size_t>(index)];
-    tried.push_back(static_cast<size_t>(index));
-    ex.upstream_server = host.name;
-
-    auto conn = worker_.pool().take(host.stats.get());
-    if (!conn) {
-      conn = co_await connect(host, ucfg.connect_timeout);
-      if (!conn) {
-        metrics.upstream_connect_failures.inc(worker_.index(), {ucfg.name, host.name});
-        host.stats->failures.fetch_add(1, std::memory_order_relaxed);
-        fail_status = 502;
-        continue;
-      }
-      metrics.upstream_created.inc(worker_.index(), {ucfg.name});
-    } else {
-      metrics.upstream_reused.inc(worker_.index(), {ucfg.name});
-    }
-    if (expect_continue && !ex.request_body_done && in_.empty()) {
-      expect_continue = false;
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, n] = co_await down_write(asio::buffer(kContinue));
-      if (ec) {
-        ex.keep_alive = false;
-        ex.status = 499;
-        co_return;
-      }
-    }
-
-    host.stats->active.fetch_add(1, std::memory_order_relaxed);
-    auto upstream_start = Clock::now();
-    Outcome outcome = co_await forward_once(ex, *conn, fail_status);
-    host.stats->active.fetch_sub(1, std::memory_order_relaxed);
-    host.stats->requests.fetch_add(1, std::memory_order_relaxed);
-    ex.upstream_ms = ms_since(upstream_start);
-    if (outcome == Outcome::ok) {
-      metrics.upstream_requests.inc(worker_.index(),
-                                    {ucfg.name, host.name, status_label(ex.status)});
-      bool reusable = resp_.keep_alive && ex.request_body_done && conn->buffer.empty();
-      if (reusable) {
-        ++conn->requests;
-        worker_.pool().put(std::move(conn), ucfg.keepalive);
-      }
-      co_return;
-    }
-    host.stats->failures.fetch_add(1, std::memory_order_relaxed);
-    metrics.upstream_requests.inc(worker_.index(), {ucfg.name, host.name, "error"});
-    if (outcome == Outcome::fail) {
-      break;
-    }
-  }
-  if (ex.response_started) {
-    ex.keep_alive = false;  // the response was cut short: the client must see the close
-    co_return;
-  }
-  if (ex.status == 499) {
-    co_return;  // the client went away; nothing to answer
-  }
-  co_await reply(ex, fail_status);
-}
-
-asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> H1Session::connect(
-    const upstream::Host& host, std::chrono::milliseconds timeout) {
-  auto conn =
-      std::make_unique<upstream::UpstreamConnection>(socket_.get_executor(), kUpstreamBufferSize);
-  conn->host = host.stats.get();
-  conn->deadline.expires_after(timeout);
-  auto [ec] = co_await conn->socket.async_connect(host.endpoint, kNoThrow);
-  if (ec) {
-    worker_.shared().log->warn("upstream {}: connect failed: {}", host.name,
-                               conn->deadline.expired() ? "timed out" : ec.message());
-    co_return nullptr;
-  }
-  boost::system::error_code ignored;
-  conn->socket.set_option(tcp::no_delay(true), ignored);
-  co_return conn;
-}
-
-asio::awaitable<H1Session::Outcome> H1Session::forward_once(Exchange& ex,
-                                                            upstream::UpstreamConnection& conn,
-                                                            int& fail_status) {
-  const auto& lim = ex.snapshot->config->limits;
-  // A request may be sent again on another connection only while no body
-  // byte has been taken from the client (we do not buffer bodies to replay).
-  auto body = http::BodyDecoder::for_kind(req_.body, req_.content_length);
-  bool body_untouched = body.body_bytes() == 0 && ex.bytes_in == 0;
-
-  conn.deadline.expires_after(lim.body_timeout);
-  auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(head_out_), kNoThrow);
-  if (ec) {
-    fail_status = 502;
-    co_return body_untouched ? Outcome::retry : Outcome::fail;
-  }
-  if (!body.done()) {
-    Outcome sent = co_await send_request_body(ex, conn, body, fail_status);
-    if (sent != Outcome::ok) {
-      co_return sent;
-    }
-  }
-  // Retry after sending only an idempotent request without a body (we keep
-  // no copy of bodies to replay) whose server closed before any response
-  // byte: on a reused connection that is the keep-alive race, on a new one a
-  // crashing or restarting server.
-  bool retryable = req_.idempotent() && body_untouched &&
-                   (req_.body == http::BodyKind::none ||
-                    (req_.body == http::BodyKind::content_length && req_.content_length == 0));
-  Outcome head = co_await read_response_head(ex, conn, retryable, fail_status);
-  if (head != Outcome::ok) {
-    co_return head;
-  }
-  if (resp_.status == 101) {
-    co_await tunnel(ex, conn);
-    co_return Outcome::ok;
-  }
-  bool relayed = co_await relay_response(ex, conn);
-  co_return relayed ? Outcome::ok : Outcome::fail;
-}
-
-asio::awaitable<H1Session::Outcome> H1Session::send_request_body(Exchange& ex,
-                                                                 upstream::UpstreamConnection& conn,
-                                                                 http::BodyDecoder& body,
-                                                                 int& fail_status) {
-  const auto& lim = ex.snapshot->config->limits;
-  const bool chunked = req_.body == http::BodyKind::chunked;
-  ex.request_body_done = false;
-  char size_line[24];
-  while (!body.done()) {
-    if (in_.empty()) {
-      deadline_.expires_after(lim.body_timeout);
-      auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
-      if (ec) {
-        // The client stalled (408) or went away mid-body: nothing sane can
-        // be relayed, and the upstream connection is mid-message.
-        ex.keep_alive = false;
-        fail_status = deadline_.expired() ? 408 : 400;
-        if (!deadline_.expired()) {
-          ex.status = 499;
-        }
-        co_return Outcome::fail;
-      }
-      in_.commit(n);
-    }
-    auto step = body.feed(in_.data());
-    if (step.error.status != http::ParseStatus::ok) {
-      ex.keep_alive = false;
-      fail_status = 400;
-      co_return Outcome::fail;
-    }
-    if (!step.data.empty()) {
-      ex.bytes_in += step.data.size();
-      if (lim.max_body_size > 0 && ex.bytes_in > lim.max_body_size) {
-        ex.keep_alive = false;
-        fail_status = 413;
-        co_return Outcome::fail;
-      }
-      gather_.clear();
-      size_t len = 0;
-      if (chunked) {
-        len = format_chunk_size(size_line, step.data.size());
-        gather_.emplace_back(size_line, len);
-      }
-      gather_.emplace_back(step.data.data(), step.data.size());
-      if (chunked) {
-        gather_.emplace_back("\r\n", 2);
-      }
-      conn.deadline.expires_after(lim.body_timeout);
-      auto [ec, n] = co_await asio::async_write(conn.socket, gather_, kNoThrow);
-      if (ec) {
-        ex.keep_alive = false;
-        fail_status = 502;
-        co_return Outcome::fail;
-      }
-    }
-    in_.consume(step.consumed);
-  }
-  if (chunked) {
-    conn.deadline.expires_after(lim.body_timeout);
-    auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer("0\r\n\r\n", 5), kNoThrow);
-    if (ec) {
-      ex.keep_alive = false;
-      fail_status = 502;
-      co_return Outcome::fail;
-    }
-  }
-  ex.request_body_done = true;
-  co_return Outcome::ok;
-}
-
-asio::awaitable<H1Session::Outcome> H1Session::read_response_head(
-    Exchange& ex, upstream::UpstreamConnection& conn, bool retryable, int& fail_status) {
-  const auto& lim = ex.snapshot->config->limits;
-  http::HeadLimits head_limits{kUpstreamMaxHead, kUpstreamMaxHead};
-  conn.deadline.expires_after(lim.request_timeout);
-  size_t scanned = 0;
-  size_t head_size = 0;
-  bool any_byte = false;
-  for (;;) {
-    if (!conn.buffer.empty()) {
-      auto found = http::find_head_end(conn.buffer.data(), head_limits, false, scanned, head_size);
-      if (found.status == http::ParseStatus::ok) {
-        auto parsed =
-            http::parse_response_head(conn.buffer.data().substr(0, head_size), req_.method, resp_);
-        conn.buffer.consume(head_size);
-        if (parsed.status != http::ParseStatus::ok) {
-          worker_.shared().log->warn("upstream {}: refused response: {}", ex.upstream_server,
-                                     parsed.reason);
-          fail_status = 502;
-          co_return Outcome::fail;
-        }
-        if (resp_.status == 101) {
-          if (req_.upgrade_websocket) {
-            co_return Outcome::ok;  // the handshake's answer: a tunnel follows
-          }
-          // RFC 9110 15.2.2: switching protocols the client did not ask for.
-          worker_.shared().log->warn("upstream {}: 101 without an upgrade request",
-                                     ex.upstream_server);
-          fail_status = 502;
-          co_return Outcome::fail;
-        }
-        // Interim responses (100, 103) are not relayed.
-        if (resp_.status >= 100 && resp_.status < 200) {
-          scanned = 0;
-          continue;
-        }
-        co_return Outcome::ok;
-      }
-      if (found.status != http::ParseStatus::incomplete) {
-        fail_status = 502;
-        co_return Outcome::fail;
-      }
-    }
-    auto [ec, n] = co_await conn.socket.async_read_some(
-        asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()), kNoThrow);
-    if (ec) {
-      if (conn.deadline.expired()) {
-        fail_status = 504;
-        co_return Outcome::fail;
-      }
-      fail_status = 502;
-      co_return (retryable && !any_byte) ? Outcome::retry : Outcome::fail;
-    }
-    any_byte = true;
-    conn.buffer.commit(n);
-  }
-}
-
-asio::awaitable<bool> H1Session::relay_response(Exchange& ex, upstream::UpstreamConnection& conn) {
-  using Mode = filters::BodyEncoder::Mode;
-  const auto& lim = ex.snapshot->config->limits;
-  http::prepare_downstream_response(resp_);
-  ex.status = resp_.status;
-  run_response_filters(ex, resp_.status, false);
-  if (resp_.body == http::BodyKind::none) {
-    ctx_.response_encoder.reset();  // nothing to encode (HEAD, 204, 304)
-  }
-  const bool encoding = ctx_.response_encoder != nullptr;
-  if (encoding) {
-    resp_.headers.remove("content-length");  // the encoded length is not known yet
-  }
-  // Until-close and encoded bodies become chunked for HTTP/1.1 clients so the
-  // downstream connection survives; HTTP/1.0 clients get a close instead.
-  bool chunked_down =
-      resp_.body == http::BodyKind::chunked ||
-      ((resp_.body == http::BodyKind::until_close || encoding) && req_.version_minor == 1);
-  if ((resp_.body == http::BodyKind::until_close || encoding) && !chunked_down) {
-    ex.keep_alive = false;
-  }
-  if (!ex.request_body_done) {
-    ex.keep_alive = false;
-  }
-  serialize_response_head(ex, chunked_down);
-
-  auto body = http::BodyDecoder::for_kind(resp_.body, resp_.content_length);
-  bool head_sent = false;
-  char size_line[24];
-  for (;;) {
-    http::BodyDecoder::Step step;
-    if (!body.done() && !conn.buffer.empty()) {
-      step = body.feed(conn.buffer.data());
-      if (step.error.status != http::ParseStatus::ok) {
-        resp_.keep_alive = false;
-        ex.keep_alive = false;
-        co_return false;
-      }
-    }
-    bool finished = body.done();
-    gather_.clear();
-    if (!head_sent) {
-      gather_.emplace_back(head_out_.data(), head_out_.size());
-    }
-    // An encoder holds data back unless told the upstream has nothing more
-    // buffered: a streamed response must not sit in the compressor.
-    Mode mode = finished                              ? Mode::finish
-                : step.consumed >= conn.buffer.size() ? Mode::flush
-                                                      : Mode::none;
-    if (!step.data.empty() || finished) {
-      ex.bytes_out += step.data.size();
-      if (!frame_body(step.data, mode, chunked_down, size_line)) {
-        worker_.shared().log->warn("response encoder failed for {}", ex.upstream_server);
-        resp_.keep_alive = false;
-        ex.keep_alive = false;
-        co_return false;
-      }
-    }
-    if (!gather_.empty()) {
-      deadline_.expires_after(lim.body_timeout);
-      auto [ec, n] = co_await down_write(gather_);
-      if (ec) {
-        ex.keep_alive = false;
-        resp_.keep_alive = false;
-        co_return false;
-      }
-      head_sent = true;
-      ex.response_started = true;
-    }
-    conn.buffer.consume(step.consumed);
-    if (finished) {
-      co_return true;
-    }
-    if (step.consumed > 0 && !conn.buffer.empty()) {
-      continue;
-    }
-    conn.deadline.expires_after(lim.body_timeout);
-    auto [ec, n] = co_await conn.socket.async_read_some(
-        asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()), kNoThrow);
-    if (ec) {
-      if (ec == asio::error::eof && body.eof_completes()) {
-        resp_.keep_alive = false;
-        gather_.clear();
-        bool encoded = frame_body({}, Mode::finish, chunked_down, size_line);
-        if (!encoded) {
-          ex.keep_alive = false;
-          co_return false;
-        }
-        if (!gather_.empty()) {
-          deadline_.expires_after(lim.body_timeout);
-          auto [wec, wn] = co_await down_write(gather_);
-          if (wec) {
-            ex.keep_alive = false;
-          }
-        }
-        co_return true;
-      }
-      // Truncated or stalled upstream body: the client must not take a
-      // partial body for a whole one, so its connection is closed.
-      resp_.keep_alive = false;
-      ex.keep_alive = false;
-      co_return false;
-    }
-    conn.buffer.commit(n);
-  }
-}
-
-asio::awaitable<void> H1Session::tunnel(Exchange& ex, upstream::UpstreamConnection& conn) {
+asio::awaitable<void> H1Session::upgraded(Exchange& ex, upstream::UpstreamConnection& conn) {
   http::prepare_downstream_response(resp_);
   ex.status = 101;
   run_response_filters(ex, 101, false);
@@ -823,8 +457,8 @@ asio::awaitable<void> H1Session::pipe_down(upstream::UpstreamConnection& conn, u
     auto [ec, n] = co_await conn.socket.async_read_some(
         asio::buffer(buffer.write_ptr(), buffer.write_space()), kNoThrow);
     if (ec == asio::error::eof) {
-      if (tls_) {
-        co_await tls_->shutdown();  // close_notify: the TLS way to half-close
+      if (tls_stream_) {
+        co_await tls_stream_->shutdown();  // close_notify: the TLS way to half-close
       }
       socket_.shutdown(tcp::socket::shutdown_send, ignored);
       co_return;
@@ -854,34 +488,32 @@ asio::awaitable<bool> H1Session::handshake() {
   if (!ssl) {
     co_return false;
   }
-  tls_ = std::make_unique<tls::TlsStream>(socket_, std::move(ssl));
-  tls_->set_deadline(&deadline_);  // a wait starting after the deadline fired ends at once
+  tls_stream_ = std::make_unique<tls::TlsStream>(socket_, std::move(ssl));
+  tls_stream_->set_deadline(&deadline_);  // a wait starting after the deadline fired ends at once
   deadline_.expires_after(limits().header_timeout);
-  auto ec = co_await tls_->handshake();
+  auto ec = co_await tls_stream_->handshake();
   auto& metrics = *worker_.shared().metrics;
   if (ec) {
-    auto reason = tls_->handshake_error().value_or(tls::HandshakeError::closed);
+    auto reason = tls_stream_->handshake_error().value_or(tls::HandshakeError::closed);
     if (deadline_.expired()) {
       reason = tls::HandshakeError::closed;
     }
     metrics.tls_handshake_errors.inc(worker_.index(), {listener_.name, tls::to_string(reason)});
     worker_.shared().log->debug("{}: TLS handshake with {} failed: {} ({})", listener_.name,
-                                peer_text_, tls::to_string(reason), tls_->openssl_reason());
+                                peer_text_, tls::to_string(reason), tls_stream_->openssl_reason());
     co_return false;
   }
-  SSL* native = tls_->native_handle();
+  SSL* native = tls_stream_->native_handle();
   tls_version_ = tls::protocol_version(native);
   metrics.tls_handshakes.inc(worker_.index(), {listener_.name, tls_version_});
-  if (tls::negotiated_protocol(native) == tls::AppProtocol::h2) {
-    co_return false;  // never offered while HTTP/2 is not served (served_listener)
-  }
+  tls_ = true;
   co_return true;
 }
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_read(
     asio::mutable_buffer b) {
-  if (tls_) {
-    auto r = co_await tls_->read_some(b);
+  if (tls_stream_) {
+    auto r = co_await tls_stream_->read_some(b);
     co_return r;
   }
   auto r = co_await socket_.async_read_some(b, kNoThrow);
@@ -890,8 +522,8 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_r
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
     const std::vector<asio::const_buffer>& pieces) {
-  if (tls_) {
-    auto r = co_await tls_->write(pieces);
+  if (tls_stream_) {
+    auto r = co_await tls_stream_->write(pieces);
     co_return r;
   }
   auto r = co_await asio::async_write(socket_, pieces, kNoThrow);
@@ -900,25 +532,12 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_w
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
     asio::const_buffer b) {
-  if (tls_) {
-    auto r = co_await tls_->write(b);
+  if (tls_stream_) {
+    auto r = co_await tls_stream_->write(b);
     co_return r;
   }
   auto r = co_await asio::async_write(socket_, b, kNoThrow);
   co_return r;
-}
-
-void H1Session::serialize_request_head(std::string_view target) {
-  head_out_.clear();
-  head_out_ += req_.method_text;
-  head_out_ += ' ';
-  head_out_ += target;
-  head_out_ += " HTTP/1.1\r\n";
-  req_.headers.serialize_to(head_out_);
-  if (req_.body == http::BodyKind::chunked) {
-    head_out_ += "Transfer-Encoding: chunked\r\n";
-  }
-  head_out_ += "\r\n";
 }
 
 void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
@@ -942,100 +561,6 @@ void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
     head_out_ += "Connection: keep-alive\r\n";
   }
   head_out_ += "\r\n";
-}
-
-asio::awaitable<bool> H1Session::reply(Exchange& ex, int status, std::string_view error,
-                                       std::string_view location) {
-  ex.status = status;
-  // A body the client is still sending would be read as the next request:
-  // after a local answer the connection closes unless the body is done.
-  if (!ex.request_body_done || closing_ || worker_.draining()) {
-    ex.keep_alive = false;
-  }
-  make_local_reply(status, error, resp_.headers, reply_body_);
-  if (!location.empty()) {
-    resp_.headers.add("Location", location);
-  }
-  run_response_filters(ex, status, true);
-  const bool head_only = req_.method == http::Method::head;
-  if (ctx_.response_encoder && !reply_body_.empty() && !head_only) {
-    // A local body is small and whole: encode it in one step, keep its length.
-    encoded_.clear();
-    if (ctx_.response_encoder->encode(reply_body_, filters::BodyEncoder::Mode::finish, encoded_)) {
-      reply_body_.swap(encoded_);
-    } else {
-      resp_.headers.remove("content-encoding");
-    }
-  }
-  head_out_.clear();
-  append_local_reply(head_out_, status, resp_.headers, reply_body_, !ex.keep_alive, head_only);
-  ex.response_started = true;
-  bool ok = co_await write_downstream(limits().body_timeout);
-  if (!ok) {
-    ex.keep_alive = false;
-  }
-  co_return ok;
-}
-
-asio::awaitable<bool> H1Session::write_downstream(std::chrono::milliseconds timeout) {
-  deadline_.expires_after(timeout);
-  auto [ec, n] = co_await down_write(asio::buffer(head_out_));
-  co_return !ec;
-}
-
-void H1Session::finish(Exchange& ex) {
-  const auto& snap = *ex.snapshot;
-  if (ex.global_ran > 0) {
-    snap.global_filters.run_log(ctx_, ex.global_ran);
-  }
-  if (ex.route >= 0 && ex.route_ran > 0) {
-    snap.route_filters[static_cast<size_t>(ex.route)].run_log(ctx_, ex.route_ran);
-  }
-  log_request(ex);
-  ctx_.response_encoder.reset();  // its state is large: free it between requests
-}
-
-void H1Session::log_request(Exchange& ex) {
-  auto& shared = worker_.shared();
-  auto& metrics = *shared.metrics;
-  size_t shard = worker_.index();
-  std::string_view route_name;
-  if (ex.route >= 0) {
-    route_name = ex.snapshot->config->routes[static_cast<size_t>(ex.route)].name;
-  }
-  double duration_ms = ms_since(ex.start);
-  metrics.requests.inc(shard, {route_name, ex.upstream_name, status_label(ex.status)});
-  metrics.request_duration.observe(shard, {route_name}, duration_ms / 1000.0);
-  if (ex.bytes_in > 0) {
-    metrics.bytes_received.inc(shard, {listener_.name}, ex.bytes_in);
-  }
-  if (ex.bytes_out > 0) {
-    metrics.bytes_sent.inc(shard, {listener_.name}, ex.bytes_out);
-  }
-  if (shared.access_log == nullptr || !shared.access_log->enabled()) {
-    return;
-  }
-  observe::AccessRecord r;
-  r.time = ex.wall_start;
-  r.client_ip = client_text_.empty() ? std::string_view(peer_text_) : client_text_;
-  r.method = req_.method_text;
-  r.host = host_;
-  r.path = req_.path();
-  r.query = req_.query();
-  r.protocol = protocol_name(req_.version_minor);
-  r.status = ex.status;
-  r.bytes_in = ex.bytes_in;
-  r.bytes_out = ex.bytes_out;
-  r.duration_ms = duration_ms;
-  r.route = route_name;
-  r.upstream = ex.upstream_name;
-  r.upstream_server = ex.upstream_server;
-  r.upstream_duration_ms = ex.upstream_ms;
-  r.request_id = ctx_.request_id;
-  r.user_agent = req_.headers.get("user-agent").value_or("");
-  r.referer = req_.headers.get("referer").value_or("");
-  r.tls_version = tls_version_;
-  shared.access_log->write(shard, r);
 }
 
 }  // namespace ward::server

@@ -10,6 +10,7 @@
 
 #include "filters/filter.h"
 #include "proxy/http/h1_parser.h"
+#include "proxy/server/request_handler.h"
 #include "proxy/server/worker.h"
 #include "proxy/tls/tls_stream.h"
 #include "proxy/upstream/connection_pool.h"
@@ -19,63 +20,51 @@
 
 namespace ward::server {
 
-// One downstream HTTP/1.1 connection: reads request heads, routes, relays
-// each request to an upstream and the response back, streaming bodies through
-// bounded buffers in both directions. Requests on a connection are handled
-// one after another, so pipelined requests are answered in order.
+class H2Connection;
+
+// One downstream connection: the TLS handshake when the listener has TLS,
+// then HTTP/1.1 (or HTTP/2 when ALPN picked h2, or the client opened with
+// the HTTP/2 preface on a plain listener: the connection is handed to an
+// H2Connection). For HTTP/1.1 it reads request heads and, as the codec of a
+// RequestHandler, relays each request to an upstream and the response back,
+// streaming bodies through bounded buffers in both directions. Requests on a
+// connection are handled one after another, so pipelined requests are
+// answered in order.
 //
 // Kept alive by the shared_ptr its coroutine holds; runs on its worker's
 // thread only.
-class H1Session : public std::enable_shared_from_this<H1Session> {
+class H1Session : public RequestHandler, public std::enable_shared_from_this<H1Session> {
  public:
   H1Session(Worker& worker, const ListenerInfo& listener, boost::asio::ip::tcp::socket socket);
-  ~H1Session();
-  H1Session(const H1Session&) = delete;
-  H1Session& operator=(const H1Session&) = delete;
+  ~H1Session() override;
 
   void start();
   // The worker is draining: close now if idle, else after the current response.
   void on_drain();
 
  private:
-  // Per-request state for the log line and metrics.
-  struct Exchange {
-    std::shared_ptr<const Snapshot> snapshot;
-    std::chrono::steady_clock::time_point start;
-    std::chrono::system_clock::time_point wall_start;
-    int route = -1;
-    int status = 0;
-    uint64_t bytes_in = 0;
-    uint64_t bytes_out = 0;
-    std::string_view upstream_name;
-    std::string_view upstream_server;
-    double upstream_ms = -1;
-    bool request_body_done = true;  // every request body byte was read from the client
-    bool keep_alive = true;         // the downstream connection may serve another request
-    bool response_started = false;  // bytes of the response head were written downstream
-    size_t global_ran = 0;          // filters of the global chain whose request phase ran
-    size_t route_ran = 0;           // the same for the route's chain
-  };
-
-  enum class HeadResult { ok, closed, error };
-  enum class Outcome { ok, retry, fail };
+  enum class HeadResult { ok, closed, error, h2 };
 
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<HeadResult> read_head(http::ParseError& error);
-  boost::asio::awaitable<void> handle(Exchange& ex);
-  boost::asio::awaitable<void> proxy(Exchange& ex);
-  boost::asio::awaitable<Outcome> forward_once(Exchange& ex, upstream::UpstreamConnection& conn,
-                                               int& fail_status);
-  boost::asio::awaitable<Outcome> send_request_body(Exchange& ex,
-                                                    upstream::UpstreamConnection& conn,
-                                                    http::BodyDecoder& body, int& fail_status);
-  boost::asio::awaitable<Outcome> read_response_head(Exchange& ex,
-                                                     upstream::UpstreamConnection& conn,
-                                                     bool retryable, int& fail_status);
-  boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
+  // Hands the connection to HTTP/2; `preread` holds bytes already read (the
+  // h2c preface and what followed it).
+  boost::asio::awaitable<void> serve_h2(std::string_view preread);
+
+  // RequestHandler's codec hooks.
+  boost::asio::awaitable<BodyPiece> read_body(Exchange& ex) override;
+  void body_consumed() override;
+  boost::asio::awaitable<bool> before_body(Exchange& ex) override;
+  bool response_head(Exchange& ex) override;
+  boost::asio::awaitable<bool> response_body(Exchange& ex, std::string_view data,
+                                             filters::BodyEncoder::Mode mode) override;
+  boost::asio::awaitable<void> upgraded(Exchange& ex, upstream::UpstreamConnection& conn) override;
+  boost::asio::awaitable<bool> send_local_reply(Exchange& ex, int status,
+                                                std::string_view body) override;
+  std::string_view protocol() const override;
+
   // After a 101 to a WebSocket handshake: relays bytes both ways until both
   // sides have ended, an error, or idle_timeout without traffic.
-  boost::asio::awaitable<void> tunnel(Exchange& ex, upstream::UpstreamConnection& conn);
   boost::asio::awaitable<void> pipe_up(upstream::UpstreamConnection& conn, uint64_t& bytes);
   boost::asio::awaitable<void> pipe_down(upstream::UpstreamConnection& conn, uint64_t& bytes);
   void close_tunnel(upstream::UpstreamConnection& conn);
@@ -88,52 +77,30 @@ class H1Session : public std::enable_shared_from_this<H1Session> {
       const std::vector<boost::asio::const_buffer>& pieces);
   boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_write(
       boost::asio::const_buffer b);
-  boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
-      const upstream::Host& host, std::chrono::milliseconds timeout);
-  // A response made by ward: JSON error body (`error` names it; empty: the
-  // status's kind), through the response phase of the filters that ran.
-  boost::asio::awaitable<bool> reply(Exchange& ex, int status, std::string_view error = {},
-                                     std::string_view location = {});
-  void begin_filters(Exchange& ex);
-  void run_response_filters(Exchange& ex, int status, bool local);
   // Appends one piece of response body to gather_, chunk-framed when asked,
   // through the response encoder when a filter installed one. False when the
   // encoder failed.
   bool frame_body(std::string_view data, filters::BodyEncoder::Mode mode, bool chunked,
                   char* size_line);
-  boost::asio::awaitable<bool> write_downstream(std::chrono::milliseconds timeout);
-  void serialize_request_head(std::string_view target);
   void serialize_response_head(Exchange& ex, bool chunked_down);
-  void finish(Exchange& ex);
-  void log_request(Exchange& ex);
-  const config::Limits& limits() const;
 
-  Worker& worker_;
-  const ListenerInfo& listener_;
   boost::asio::ip::tcp::socket socket_;
   util::Deadline deadline_;
-  std::unique_ptr<tls::TlsStream> tls_;  // null on a plain listener
-  std::string_view tls_version_;         // "TLSv1.3" after the handshake
+  std::unique_ptr<tls::TlsStream> tls_stream_;  // null on a plain listener
+  std::unique_ptr<H2Connection> h2_;            // set once the connection speaks HTTP/2
   util::IoBuffer in_;
-  util::IpAddress peer_;
-  std::string peer_text_;
-  util::IpAddress client_;  // of the current request (decide_client_ip)
-  std::string client_text_;
-  http::RequestHead req_;
-  http::ResponseHead resp_;
-  std::string head_out_;  // serialised head going out (either direction)
+  http::BodyDecoder req_body_;  // the current request's body, decoded from in_
+  size_t body_pending_ = 0;     // bytes of in_ the last read_body piece spans
+  std::string head_out_;        // serialised response head going out
   std::vector<boost::asio::const_buffer> gather_;
-  std::vector<size_t> tried_;                 // hosts tried for the current request
-  filters::RequestContext ctx_;               // reused for every request
-  std::vector<filters::FilterState> states_;  // global chain's slots, then the route's
-  std::string host_;                          // Host as received: stable while filters edit headers
-  std::string target_up_;  // the request-target sent upstream when strip_prefix applies
-  std::string reply_body_;
-  std::string encoded_;  // response encoder output
+  char size_line_[24];
   uint64_t requests_ = 0;
-  bool idle_ = false;     // waiting for the first byte of a request
-  bool closing_ = false;  // drain asked to close after the current response
-  bool counted_ = false;  // counted in the process-wide connection count
+  bool chunked_down_ = false;     // the current response is chunk-framed toward the client
+  bool head_pending_ = false;     // head_out_ holds a head not yet written
+  bool expect_continue_ = false;  // the client waits for "100 Continue" before its body
+  bool idle_ = false;             // waiting for the first byte of a request
+  bool closing_ = false;          // drain asked to close after the current response
+  bool counted_ = false;          // counted in the process-wide connection count
 };
 
 }  // namespace ward::server

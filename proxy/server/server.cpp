@@ -278,11 +278,6 @@ bool Server::Impl::build_tls() {
   if (!problems.errors.empty()) {
     return false;
   }
-  for (const auto& l : config->listeners) {
-    if (l.tls && served_listener(l).tls->alpn != l.tls->alpn) {
-      log->info("listener {}: HTTP/2 is not served yet; ALPN offers http/1.1", l.name);
-    }
-  }
   tls->export_expiry(metrics);
   schedule_ticket_rotation();
   return true;

@@ -14,18 +14,6 @@ void append(std::vector<config::ConfigError>& to, const std::vector<config::Conf
 
 }  // namespace
 
-config::Listener served_listener(const config::Listener& listener) {
-  config::Listener out = listener;
-  if (out.tls) {
-    auto& alpn = out.tls->alpn;
-    alpn.erase(std::remove(alpn.begin(), alpn.end(), "h2"), alpn.end());
-    if (alpn.empty()) {
-      alpn.push_back("http/1.1");
-    }
-  }
-  return out;
-}
-
 std::unique_ptr<TlsListeners> TlsListeners::build(const config::Config& config,
                                                   Problems& problems) {
   auto out = std::make_unique<TlsListeners>();
@@ -37,7 +25,7 @@ std::unique_ptr<TlsListeners> TlsListeners::build(const config::Config& config,
       continue;
     }
     auto ring = l.tls->session_tickets ? out->ring_ : nullptr;
-    auto built = tls::ServerContexts::build(served_listener(l), ring, now);
+    auto built = tls::ServerContexts::build(l, ring, now);
     append(problems.errors, built.errors);
     append(problems.warnings, built.warnings);
     out->slots_.push_back(
@@ -57,7 +45,7 @@ TlsListeners::Problems TlsListeners::reload(const config::Config& config) {
   auto now = std::chrono::system_clock::now();
   for (size_t i = 0; i < config.listeners.size() && i < slots_.size(); ++i) {
     if (slots_[i]) {
-      auto result = slots_[i]->reload(served_listener(config.listeners[i]), now);
+      auto result = slots_[i]->reload(config.listeners[i], now);
       append(problems.errors, result.errors);
       append(problems.warnings, result.warnings);
     }

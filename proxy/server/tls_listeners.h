@@ -45,9 +45,4 @@ class TlsListeners {
   std::vector<std::shared_ptr<tls::ServerContextsSlot>> slots_;  // parallel to listeners
 };
 
-// The listener as TLS is built for it today: HTTP/2 is not served yet, so
-// "h2" leaves the ALPN list (a client asking for h2 gets http/1.1) instead
-// of being negotiated and then not spoken.
-config::Listener served_listener(const config::Listener& listener);
-
 }  // namespace ward::server

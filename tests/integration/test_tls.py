@@ -104,15 +104,16 @@ def test_sni_picks_exact_wildcard_and_default(ward):
     assert "CN = default.test" in served_subject(port, "-noservername")
 
 
-def test_https_request_with_curl_verifies_and_forwards_proto(ward, pki):
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_https_request_with_curl_verifies_and_forwards_proto(ward, pki, version):
     port = ward.listener_ports["secure"]
-    r = curl("--cacert", str(pki.ca), "--resolve", f"a.test:{port}:{HOST}",
+    r = curl(version, "--cacert", str(pki.ca), "--resolve", f"a.test:{port}:{HOST}",
              "-D", "-", f"https://a.test:{port}/tls?x=1")
     assert r.returncode == 0, r.stderr
     head, _, body = r.stdout.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    assert b"strict-transport-security: max-age=31536000; includeSubDomains" in head.lower() \
-        or b"Strict-Transport-Security: max-age=31536000; includeSubDomains" in head
+    expected = b"HTTP/1.1 200" if version == "--http1.1" else b"HTTP/2 200"
+    assert head.startswith(expected), head
+    assert b"strict-transport-security: max-age=31536000; includesubdomains" in head.lower()
     seen = {n.lower(): v for n, v in __import__("json").loads(body)["headers"]}
     assert seen["x-forwarded-proto"] == "https"
 

@@ -1,0 +1,772 @@
+#include "proxy/server/h2_connection.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+#include <cstring>
+
+#include "proxy/server/local_reply.h"
+#include "proxy/server/request_handler.h"
+
+// Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
+// condition or a ternary, `co_return co_await`). Every co_await here is a
+// plain statement or the right-hand side of an assignment.
+
+namespace ward::server {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Per-stream receive window: a stream's request body buffered in ward is at
+// most this (nginx's http2_body_preread_size is 64k too).
+constexpr int32_t kStreamWindow = 64 * 1024;
+// Connection receive window: all streams' unforwarded body bytes together.
+constexpr int32_t kConnectionWindow = 1024 * 1024;
+// A stream's response bytes waiting for the client's window; past this the
+// upstream is not read (backpressure).
+constexpr size_t kResponseBuffer = 64 * 1024;
+// Frames gathered into one write.
+constexpr size_t kWriteBatch = 64 * 1024;
+constexpr size_t kReadBuffer = 16 * 1024;
+// RST_STREAM from the client: a token bucket (burst, per second), then GOAWAY.
+constexpr uint64_t kResetBurst = 1000;
+constexpr uint64_t kResetRate = 33;
+// CONTINUATION frames after one HEADERS.
+constexpr size_t kMaxContinuations = 8;
+constexpr auto kForever = std::chrono::hours(24);
+
+bool is_lower_token(std::string_view s) {
+  for (char c : s) {
+    if (c >= 'A' && c <= 'Z') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// One request/response exchange on an HTTP/2 connection: RequestHandler's
+// codec hooks over nghttp2's stream.
+class H2Stream : public RequestHandler {
+ public:
+  H2Stream(H2Connection& conn, int32_t id)
+      : RequestHandler(conn.worker_, conn.listener_),
+        conn_(conn),
+        id_(id),
+        event_(conn.socket_.get_executor()) {
+    peer_ = conn.peer_;
+    peer_text_ = conn.peer_text_;
+    tls_version_ = conn.tls_version_;
+    tls_ = conn.tls_ != nullptr;
+    head_bytes_limit_ = limits().max_header_size;
+    uri_limit_ = limits().max_uri_size;
+  }
+
+  int32_t id() const { return id_; }
+  bool request_ended() const { return request_ended_; }
+  // Body bytes arriving now have no reader: acknowledge them at once.
+  bool discarding() const { return done_; }
+
+  void on_header(std::string_view name, std::string_view value) {
+    head_bytes_ += name.size() + value.size() + 32;  // RFC 9113 6.5.2's accounting
+    if (head_bytes_ > head_bytes_limit_) {
+      bad_status_ = 431;
+    }
+    if (bad_status_ != 0) {
+      return;
+    }
+    if (!name.empty() && name.front() == ':') {
+      if (name == ":method") {
+        req_.method_text.assign(value);
+        req_.method = http::method_from(value);
+      } else if (name == ":path") {
+        if (value.size() > uri_limit_) {
+          bad_status_ = 414;
+          return;
+        }
+        req_.target.assign(value);
+      } else if (name == ":authority") {
+        authority_.assign(value);
+      } else if (name == ":protocol") {
+        bad_status_ = 501;  // extended CONNECT (RFC 8441) is not served
+      }
+      return;  // :scheme: the listener knows
+    }
+    if (name == "cookie") {
+      // RFC 9113 8.2.3: split crumbs are joined again for HTTP/1.1.
+      if (!cookies_.empty()) {
+        cookies_ += "; ";
+      }
+      cookies_ += value;
+      return;
+    }
+    if (name == "host") {
+      if (host_field_.empty()) {
+        host_field_.assign(value);
+      }
+      return;
+    }
+    req_.headers.add(name, value);
+  }
+
+  bool head_done() const { return head_done_; }
+
+  // The head is complete; `end_stream`: no body follows.
+  void on_head_done(bool end_stream) {
+    head_done_ = true;
+    request_ended_ = end_stream;
+    req_.version_minor = 1;
+    req_.keep_alive = true;
+    if (bad_status_ != 0) {
+      return;
+    }
+    if (req_.method == http::Method::connect) {
+      bad_status_ = 501;  // CONNECT tunnels are not served
+      return;
+    }
+    // :authority wins over Host (RFC 9113 8.3.1); one of them is needed to route.
+    std::string_view host = authority_.empty() ? std::string_view(host_field_) : authority_;
+    if (host.empty()) {
+      bad_status_ = 400;
+      return;
+    }
+    req_.headers.add("Host", host);
+    if (!cookies_.empty()) {
+      req_.headers.add("Cookie", cookies_);
+    }
+    if (end_stream) {
+      req_.body = http::BodyKind::none;
+    } else if (auto cl = req_.headers.get("content-length")) {
+      // nghttp2 checked it is a number and checks DATA against it.
+      uint64_t n = 0;
+      auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
+      if (ec != std::errc() || p != cl->data() + cl->size()) {
+        bad_status_ = 400;
+        return;
+      }
+      req_.body = http::BodyKind::content_length;
+      req_.content_length = n;
+    } else {
+      req_.body = http::BodyKind::chunked;  // length unknown: chunked upstream
+    }
+  }
+
+  void on_data(const uint8_t* data, size_t len) {
+    body_in_.append(reinterpret_cast<const char*>(data), len);
+    event_.notify();
+  }
+
+  void on_request_end() {
+    request_ended_ = true;
+    event_.notify();
+  }
+
+  void on_close(uint32_t error_code) {
+    closed_ = true;
+    close_error_ = error_code;
+    event_.notify();
+    if (auto* up = active_upstream()) {
+      boost::system::error_code ignored;
+      up->socket.cancel(ignored);  // the client reset the stream: stop the upstream work
+    }
+  }
+
+  // nghttp2's data source: response bytes for DATA frames.
+  ssize_t read_response(uint8_t* buf, size_t length, uint32_t* data_flags) {
+    size_t avail = out_.size() - out_off_;
+    if (avail == 0) {
+      if (out_eof_) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        return 0;
+      }
+      deferred_ = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = std::min(avail, length);
+    std::memcpy(buf, out_.data() + out_off_, n);
+    out_off_ += n;
+    if (out_off_ == out_.size()) {
+      out_.clear();
+      out_off_ = 0;
+      if (out_eof_) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      }
+    }
+    event_.notify();  // room in the buffer
+    return static_cast<ssize_t>(n);
+  }
+
+  asio::awaitable<void> run() {
+    if (closed_) {
+      done_ = true;
+      co_return;  // reset before it started (rapid reset): no work at all
+    }
+    Exchange ex;
+    ex.snapshot = worker_.snapshot();
+    ex.start = Clock::now();
+    ex.wall_start = std::chrono::system_clock::now();
+    if (bad_status_ != 0) {
+      ex.keep_alive = false;
+      co_await reply(ex, bad_status_);
+    } else {
+      co_await handle(ex);
+    }
+    if (closed_ && !out_eof_ && ex.status != 0 && ex.status != 499 && !ex.response_started) {
+      ex.status = 499;
+    }
+    finish(ex);
+    done_ = true;
+    if (!closed_) {
+      if (!submitted_ || !out_eof_) {
+        // A response cut short (upstream failed mid-body) must not pass
+        // for a whole one.
+        nghttp2_submit_rst_stream(conn_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+      }
+      // Body bytes nobody will read: give the client its window back.
+      size_t unread = body_in_.size() + body_taking_.size();
+      if (unread > 0) {
+        nghttp2_session_consume(conn_.session_, id_, unread);
+      }
+      body_in_.clear();
+      body_taking_.clear();
+      conn_.kick();
+    }
+  }
+
+ protected:
+  asio::awaitable<BodyPiece> read_body(Exchange& ex) override {
+    BodyPiece piece;
+    const auto timeout = ex.snapshot->config->limits.body_timeout;
+    for (;;) {
+      if (closed_) {
+        piece.fail_status = 499;
+        co_return piece;
+      }
+      if (!body_in_.empty()) {
+        body_taking_.swap(body_in_);
+        body_in_.clear();
+        piece.data = body_taking_;
+        piece.end = request_ended_;
+        co_return piece;
+      }
+      if (request_ended_) {
+        piece.end = true;
+        co_return piece;
+      }
+      bool woken = co_await event_.wait(timeout);
+      if (!woken && !closed_ && body_in_.empty() && !request_ended_) {
+        piece.fail_status = 408;
+        co_return piece;
+      }
+    }
+  }
+
+  void body_consumed() override {
+    if (!body_taking_.empty() && !closed_) {
+      nghttp2_session_consume(conn_.session_, id_, body_taking_.size());
+      conn_.kick();  // WINDOW_UPDATE: the client may send more
+    }
+    body_taking_.clear();
+  }
+
+  asio::awaitable<bool> before_body(Exchange&) override { co_return !closed_; }
+
+  bool downstream_gone() const override { return closed_; }
+
+  bool response_head(Exchange&) override {
+    if (closed_) {
+      return false;
+    }
+    bool has_body = resp_.body != http::BodyKind::none && req_.method != http::Method::head;
+    submit(resp_.status, has_body, {});
+    return true;
+  }
+
+  asio::awaitable<bool> response_body(Exchange& ex, std::string_view data,
+                                      filters::BodyEncoder::Mode mode) override {
+    if (closed_) {
+      co_return false;
+    }
+    if (!data.empty() || mode == filters::BodyEncoder::Mode::finish) {
+      if (ctx_.response_encoder) {
+        encoded_.clear();
+        if (!ctx_.response_encoder->encode(data, mode, encoded_)) {
+          worker_.shared().log->warn("response encoder failed for {}", ex.upstream_server);
+          co_return false;
+        }
+        data = encoded_;
+      }
+      if (!out_eof_) {  // a response without a body ended with its HEADERS
+        out_.append(data);
+        out_eof_ = mode == filters::BodyEncoder::Mode::finish;
+        resume();
+      }
+    }
+    const auto timeout = ex.snapshot->config->limits.body_timeout;
+    while (!closed_ && out_.size() - out_off_ > kResponseBuffer) {
+      bool woken = co_await event_.wait(timeout);
+      if (!woken && out_.size() - out_off_ > kResponseBuffer) {
+        co_return false;  // the client's window stayed shut for body_timeout
+      }
+    }
+    co_return !closed_;
+  }
+
+  asio::awaitable<void> upgraded(Exchange&, upstream::UpstreamConnection&) override {
+    co_return;  // never: an HTTP/2 request carries no Upgrade (RFC 9113 8.2.2)
+  }
+
+  asio::awaitable<bool> send_local_reply(Exchange&, int status, std::string_view body) override {
+    if (closed_ || submitted_) {
+      co_return false;
+    }
+    bool has_body = !body.empty() && req_.method != http::Method::head;
+    if (status != 204 && status != 304) {
+      char len[24];
+      auto [end, ec] = std::to_chars(len, len + sizeof len, body.size());
+      resp_.headers.set("Content-Length", std::string_view(len, static_cast<size_t>(end - len)));
+    }
+    submit(status, has_body, body);
+    co_return true;
+  }
+
+  std::string_view protocol() const override { return "HTTP/2.0"; }
+
+ private:
+  static ssize_t data_source_read(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                  uint32_t* data_flags, nghttp2_data_source* source, void*) {
+    return static_cast<H2Stream*>(source->ptr)->read_response(buf, length, data_flags);
+  }
+
+  // HEADERS for the response in resp_.headers (HTTP/2 wants lower-case
+  // names; hop-by-hop fields are already gone), then DATA from out_.
+  void submit(int status, bool has_body, std::string_view body) {
+    submitted_ = true;
+    status_text_ = status_label(status);
+    names_.clear();
+    size_t name_bytes = 0;
+    resp_.headers.for_each([&](const http::HeaderList::Field& f) { name_bytes += f.name.size(); });
+    names_.reserve(name_bytes);  // nva points into names_: no reallocation below
+    nva_.clear();
+    nva_.push_back(make_nv(":status", status_text_));
+    resp_.headers.for_each([&](const http::HeaderList::Field& f) {
+      std::string_view name = f.name;
+      if (!is_lower_token(name)) {
+        size_t at = names_.size();
+        for (char c : name) {
+          names_ += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        }
+        name = std::string_view(names_).substr(at, name.size());
+      }
+      nva_.push_back(make_nv(name, f.value));
+    });
+    if (has_body) {
+      out_.append(body);
+      out_eof_ = !body.empty();
+      nghttp2_data_provider provider{};
+      provider.source.ptr = this;
+      provider.read_callback = &H2Stream::data_source_read;
+      nghttp2_submit_response(conn_.session_, id_, nva_.data(), nva_.size(), &provider);
+    } else {
+      out_eof_ = true;
+      nghttp2_submit_response(conn_.session_, id_, nva_.data(), nva_.size(), nullptr);
+    }
+    conn_.kick();
+  }
+
+  static nghttp2_nv make_nv(std::string_view name, std::string_view value) {
+    nghttp2_nv nv;
+    nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
+    nv.namelen = name.size();
+    nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+    nv.valuelen = value.size();
+    nv.flags = NGHTTP2_NV_FLAG_NONE;  // nghttp2 copies both
+    return nv;
+  }
+
+  void resume() {
+    if (deferred_) {
+      deferred_ = false;
+      nghttp2_session_resume_data(conn_.session_, id_);
+    }
+    conn_.kick();
+  }
+
+  H2Connection& conn_;
+  int32_t id_;
+  util::Event event_;  // data, room, end or reset: the stream coroutine re-checks
+  std::string authority_;
+  std::string host_field_;
+  std::string cookies_;
+  std::string body_in_;      // request body received, not yet taken
+  std::string body_taking_;  // request body being written upstream
+  std::string out_;          // response body waiting for the client's window
+  size_t out_off_ = 0;
+  std::string names_;  // lower-cased response header names
+  std::vector<nghttp2_nv> nva_;
+  std::string_view status_text_;
+  size_t head_bytes_ = 0;
+  size_t head_bytes_limit_ = 0;
+  size_t uri_limit_ = 0;
+  uint32_t close_error_ = 0;
+  int bad_status_ = 0;  // the head was refused: answer this
+  bool head_done_ = false;
+  bool request_ended_ = false;
+  bool submitted_ = false;  // the response HEADERS were submitted
+  bool out_eof_ = false;    // the response body is complete in out_
+  bool deferred_ = false;   // nghttp2 waits for resume()
+  bool closed_ = false;     // nghttp2 closed the stream (done or reset)
+  bool done_ = false;       // the handler finished
+};
+
+H2Connection::H2Connection(Worker& worker, const ListenerInfo& listener,
+                           boost::asio::ip::tcp::socket& socket, tls::TlsStream* tls,
+                           util::Deadline& deadline, const util::IpAddress& peer,
+                           const std::string& peer_text, std::string_view tls_version)
+    : worker_(worker),
+      listener_(listener),
+      socket_(socket),
+      tls_(tls),
+      deadline_(deadline),
+      peer_(peer),
+      peer_text_(peer_text),
+      tls_version_(tls_version),
+      write_event_(socket.get_executor()),
+      done_event_(socket.get_executor()) {}
+
+H2Connection::~H2Connection() {
+  streams_.clear();
+  if (session_ != nullptr) {
+    nghttp2_session_del(session_);
+  }
+}
+
+bool H2Connection::setup() {
+  nghttp2_session_callbacks* cbs = nullptr;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) {
+    return false;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &H2Connection::on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, &H2Connection::on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &H2Connection::on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &H2Connection::on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &H2Connection::on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &H2Connection::on_frame_send);
+  nghttp2_option* opt = nullptr;
+  if (nghttp2_option_new(&opt) != 0) {
+    nghttp2_session_callbacks_del(cbs);
+    return false;
+  }
+  // Windows open only as bodies move upstream (body_consumed).
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
+  nghttp2_option_set_max_continuations(opt, kMaxContinuations);
+  int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+  if (rv != 0) {
+    session_ = nullptr;
+    return false;
+  }
+  const auto& lim = worker_.snapshot()->config->limits;
+  nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(lim.max_header_size)},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  if (draining_) {
+    nghttp2_submit_shutdown_notice(session_);
+  }
+  return true;
+}
+
+asio::awaitable<void> H2Connection::run(std::string_view preread) {
+  if (!setup()) {
+    co_return;
+  }
+  const auto& lim = worker_.snapshot()->config->limits;
+  idle_deadline_ = Clock::now() + lim.header_timeout;
+  bool alive = true;
+  if (!preread.empty()) {
+    auto n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(preread.data()),
+                                      preread.size());
+    alive = n >= 0;
+  }
+  writer_running_ = true;
+  asio::co_spawn(socket_.get_executor(), write_loop(), [this](std::exception_ptr) {
+    writer_running_ = false;
+    done_event_.notify();
+  });
+  std::unique_ptr<char[]> buffer(new char[kReadBuffer]);
+  while (alive) {
+    kick();
+    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
+      break;
+    }
+    arm_deadline();
+    std::tuple<boost::system::error_code, size_t> r;
+    if (tls_ != nullptr) {
+      r = co_await tls_->read_some(asio::buffer(buffer.get(), kReadBuffer));
+    } else {
+      r = co_await socket_.async_read_some(asio::buffer(buffer.get(), kReadBuffer), kNoThrow);
+    }
+    auto [ec, n] = r;
+    if (ec) {
+      if (deadline_.expired() && streams_.empty()) {
+        // Idle: say goodbye properly before closing (the writer flushes it).
+        nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+      }
+      break;
+    }
+    auto fed =
+        nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(buffer.get()), n);
+    if (fed < 0) {
+      worker_.shared().log->debug("{}: HTTP/2 connection from {} failed: {}", listener_.name,
+                                  peer_text_, nghttp2_strerror(static_cast<int>(fed)));
+      if (fed != NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+        nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+      }
+      break;
+    }
+  }
+  buffer.reset();
+  reader_done_ = true;
+  // Every stream still open ends now: their coroutines see the reset and
+  // unwind (an upstream wait is cancelled).
+  for (auto& [id, stream] : streams_) {
+    stream->on_close(NGHTTP2_CANCEL);
+  }
+  kick();
+  // The writer flushes a last GOAWAY within a short bound, then stops.
+  deadline_.expires_after(std::chrono::seconds(1));
+  while (writer_running_ || running_ > 0) {
+    co_await done_event_.wait(kForever);
+  }
+  deadline_.clear();
+}
+
+asio::awaitable<void> H2Connection::write_loop() {
+  const auto body_timeout = worker_.snapshot()->config->limits.body_timeout;
+  for (;;) {
+    wbuf_.clear();
+    bool failed = false;
+    while (wbuf_.size() < kWriteBatch) {
+      const uint8_t* data = nullptr;
+      auto n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) {
+        failed = true;
+        break;
+      }
+      if (n == 0) {
+        break;
+      }
+      wbuf_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+    if (failed) {
+      break;
+    }
+    if (!wbuf_.empty()) {
+      writing_ = true;
+      if (!reader_done_) {
+        deadline_.expires_after(body_timeout);
+      }
+      std::tuple<boost::system::error_code, size_t> r;
+      if (tls_ != nullptr) {
+        r = co_await tls_->write(asio::buffer(wbuf_));
+      } else {
+        r = co_await asio::async_write(socket_, asio::buffer(wbuf_), kNoThrow);
+      }
+      writing_ = false;
+      if (std::get<0>(r)) {
+        break;
+      }
+      if (!reader_done_) {
+        arm_deadline();
+      }
+      continue;
+    }
+    if (reader_done_) {
+      break;
+    }
+    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
+      break;  // GOAWAY exchanged and every stream done
+    }
+    co_await write_event_.wait(kForever);
+  }
+  wbuf_.clear();
+  wbuf_.shrink_to_fit();
+  if (!reader_done_) {
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);  // wake the reader: the connection is over
+  }
+}
+
+void H2Connection::arm_deadline() {
+  const auto& lim = worker_.snapshot()->config->limits;
+  if (writing_) {
+    deadline_.expires_after(lim.body_timeout);
+  } else if (heads_pending_ > 0) {
+    deadline_.expires_at(head_deadline_);
+  } else if (!streams_.empty()) {
+    deadline_.clear();  // each stream bounds its own waits
+  } else {
+    deadline_.expires_at(idle_deadline_);
+  }
+}
+
+void H2Connection::drain() {
+  if (draining_) {
+    return;
+  }
+  draining_ = true;
+  if (session_ == nullptr) {
+    return;  // setup() sends the notice
+  }
+  // Streams up to the last one seen finish; later ones are refused.
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
+  if (streams_.empty()) {
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);  // idle: the reader stops, the writer flushes the GOAWAY
+  }
+  kick();
+}
+
+H2Stream* H2Connection::stream(int32_t id) {
+  return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+}
+
+void H2Connection::start_stream(const std::shared_ptr<H2Stream>& stream) {
+  ++running_;
+  auto ex = socket_.get_executor();
+  asio::post(ex, [this, stream, ex] {
+    asio::co_spawn(ex, stream->run(), [this, stream](std::exception_ptr) {
+      --running_;
+      done_event_.notify();
+      kick();
+    });
+  });
+}
+
+void H2Connection::stream_closed(int32_t id, uint32_t error_code) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) {
+    return;
+  }
+  auto stream = it->second;
+  streams_.erase(it);
+  if (!stream->head_done() && heads_pending_ > 0) {
+    --heads_pending_;  // reset while its head was still arriving
+  }
+  nghttp2_session_set_stream_user_data(session_, id, nullptr);
+  stream->on_close(error_code);
+  if (streams_.empty()) {
+    idle_deadline_ = Clock::now() + worker_.snapshot()->config->limits.idle_timeout;
+  }
+}
+
+int H2Connection::on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame, void* user) {
+  auto* c = static_cast<H2Connection*>(user);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;
+  }
+  auto stream = std::make_shared<H2Stream>(*c, frame->hd.stream_id);
+  c->streams_.emplace(frame->hd.stream_id, stream);
+  nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, stream.get());
+  if (c->heads_pending_++ == 0) {
+    c->head_deadline_ = Clock::now() + c->worker_.snapshot()->config->limits.header_timeout;
+  }
+  return 0;
+}
+
+int H2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                            size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                            void* user) {
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;  // trailers are not forwarded
+  }
+  auto* c = static_cast<H2Connection*>(user);
+  if (auto* st = c->stream(frame->hd.stream_id)) {
+    st->on_header(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                  std::string_view(reinterpret_cast<const char*>(value), valuelen));
+  }
+  return 0;
+}
+
+int H2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* c = static_cast<H2Connection*>(user);
+  const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_HEADERS: {
+      auto* st = c->stream(frame->hd.stream_id);
+      if (st == nullptr) {
+        break;
+      }
+      if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (c->heads_pending_ > 0) {
+          --c->heads_pending_;
+        }
+        st->on_head_done(end_stream);
+        c->start_stream(c->streams_.at(frame->hd.stream_id));
+      } else if (end_stream) {
+        st->on_request_end();  // trailers end the body
+      }
+      break;
+    }
+    case NGHTTP2_DATA:
+      if (end_stream) {
+        if (auto* st = c->stream(frame->hd.stream_id)) {
+          st->on_request_end();
+        }
+      }
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+int H2Connection::on_data_chunk(nghttp2_session* s, uint8_t, int32_t stream_id, const uint8_t* data,
+                                size_t len, void* user) {
+  auto* c = static_cast<H2Connection*>(user);
+  auto* st = c->stream(stream_id);
+  if (st == nullptr || st->discarding()) {
+    nghttp2_session_consume(s, stream_id, len);  // nobody reads it: keep the window open
+    return 0;
+  }
+  st->on_data(data, len);
+  return 0;
+}
+
+int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                                  void* user) {
+  auto* c = static_cast<H2Connection*>(user);
+  c->stream_closed(stream_id, error_code);
+  return 0;
+}
+
+int H2Connection::on_frame_send(nghttp2_session* s, const nghttp2_frame* frame, void* user) {
+  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+    return 0;
+  }
+  // The response is complete while the client still sends its body: stop
+  // it (RFC 9113 8.1 allows RST_STREAM with NO_ERROR here).
+  auto* c = static_cast<H2Connection*>(user);
+  if (auto* st = c->stream(frame->hd.stream_id); st != nullptr && !st->request_ended()) {
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  }
+  return 0;
+}
+
+}  // namespace ward::server

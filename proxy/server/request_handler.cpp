@@ -1,0 +1,608 @@
+#include "proxy/server/request_handler.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "proxy/http/forwarding.h"
+#include "proxy/router/router.h"
+#include "proxy/server/local_reply.h"
+
+// Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
+// condition or a ternary, `co_return co_await`). Every co_await here is a
+// plain statement or the right-hand side of an assignment.
+
+namespace ward::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kUpstreamBufferSize = 64 * 1024;
+constexpr size_t kUpstreamMaxHead = 60 * 1024;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+size_t format_chunk_size(char* out, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char tmp[16];
+  size_t len = 0;
+  do {
+    tmp[len++] = kHex[n & 0xf];
+    n >>= 4;
+  } while (n != 0);
+  for (size_t i = 0; i < len; ++i) {
+    out[i] = tmp[len - 1 - i];
+  }
+  out[len] = '\r';
+  out[len + 1] = '\n';
+  return len + 2;
+}
+
+RequestHandler::RequestHandler(Worker& worker, const ListenerInfo& listener)
+    : worker_(worker), listener_(listener) {}
+
+RequestHandler::~RequestHandler() = default;
+
+const config::Limits& RequestHandler::limits() const {
+  return worker_.snapshot()->config->limits;
+}
+
+asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
+  const auto& cfg = *ex.snapshot->config;
+  ex.request_body_done = req_.body == http::BodyKind::none ||
+                         (req_.body == http::BodyKind::content_length && req_.content_length == 0);
+
+  client_ = http::decide_client_ip(req_.headers, peer_, ex.snapshot->trusted_proxies);
+  client_text_ = client_ == peer_ ? peer_text_ : client_.to_string();
+
+  host_ = req_.headers.get("host").value_or("");
+  begin_filters(ex);
+  const auto& snap = *ex.snapshot;
+  if (!snap.global_filters.empty()) {
+    ex.global_ran = snap.global_filters.run_request(ctx_, states_.data());
+    if (ctx_.replied()) {
+      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
+      co_return;
+    }
+  }
+  std::string_view host = host_;
+  if (listener_.redirect_https) {
+    // 308 keeps the method and body (RFC 9110 15.4.9); 443 is the default port.
+    auto name = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']'
+                                   ? host.size()
+                                   : host.rfind(':'));
+    std::string location = "https://";
+    location += name;
+    if (*listener_.redirect_https != 443) {
+      location += ":" + std::to_string(*listener_.redirect_https);
+    }
+    location += req_.target;
+    co_await reply(ex, 308, {}, location);
+    co_return;
+  }
+  if (req_.body == http::BodyKind::content_length && cfg.limits.max_body_size > 0 &&
+      req_.content_length > cfg.limits.max_body_size) {
+    co_await reply(ex, 413);
+    co_return;
+  }
+  ex.route = snap.router.match(host, req_.path(), req_.method_text);
+  if (ex.route < 0) {
+    co_await reply(ex, 404);
+    co_return;
+  }
+  const auto& chain = snap.route_filters[static_cast<size_t>(ex.route)];
+  if (!chain.empty()) {
+    ex.route_ran = chain.run_request(ctx_, states_.data() + snap.global_filters.size());
+    if (ctx_.replied()) {
+      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
+      co_return;
+    }
+  }
+  co_await proxy(ex);
+}
+
+void RequestHandler::begin_filters(Exchange& ex) {
+  const auto& snap = *ex.snapshot;
+  if (states_.size() < snap.max_filter_states) {
+    states_.resize(snap.max_filter_states);
+  }
+  ctx_.reset();
+  ctx_.method = req_.method_text;
+  ctx_.path = req_.path();
+  ctx_.query = req_.query();
+  ctx_.host = host_;
+  ctx_.request_headers = &req_.headers;
+  ctx_.client_ip = client_;
+  ctx_.client_ip_text = client_text_;
+  ctx_.tls = tls_;
+  ctx_.now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(ex.start.time_since_epoch()).count();
+  ctx_.worker = worker_.index();
+}
+
+void RequestHandler::run_response_filters(Exchange& ex, int status, bool local) {
+  ctx_.status = status;
+  ctx_.local_reply = local;
+  ctx_.response_headers = &resp_.headers;
+  ctx_.response_has_body =
+      status >= 200 && status != 204 && status != 304 && req_.method != http::Method::head;
+  const auto& snap = *ex.snapshot;
+  if (ex.route >= 0 && ex.route_ran > 0) {
+    snap.route_filters[static_cast<size_t>(ex.route)].run_response(
+        ctx_, states_.data() + snap.global_filters.size(), ex.route_ran);
+  }
+  if (ex.global_ran > 0) {
+    snap.global_filters.run_response(ctx_, states_.data(), ex.global_ran);
+  }
+}
+
+asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
+  const auto& snap = *ex.snapshot;
+  const auto& route = snap.config->routes[static_cast<size_t>(ex.route)];
+  const auto& ucfg = *snap.route_upstream_configs[static_cast<size_t>(ex.route)];
+  auto& wu = worker_.upstream(snap.route_upstreams[static_cast<size_t>(ex.route)], ucfg);
+  auto hosts = wu.hosts;  // kept for the whole request, whatever DNS does meanwhile
+  ex.upstream_name = ucfg.name;
+
+  http::ForwardContext fctx;
+  fctx.peer = peer_;
+  fctx.client = client_;  // decided once, in handle()
+  fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
+  fctx.tls = tls_;
+  http::prepare_upstream_request(req_, fctx);
+  // The client's target stays in req_ (filters and the access log see it);
+  // only a stripped target needs a string of its own.
+  if (route.strip_prefix) {
+    target_up_ = router::strip_prefix(req_.target, route.match.path_prefix);
+  }
+  serialize_request_head(route.strip_prefix ? std::string_view(target_up_)
+                                            : std::string_view(req_.target));
+
+  auto& metrics = *worker_.shared().metrics;
+  auto& tried = tried_;  // reused: no allocation per request
+  tried.clear();
+  int fail_status = 502;
+  uint32_t attempts = 1 + ucfg.retries;
+  for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
+    upstream::PickContext pctx;
+    pctx.now_ms = upstream::steady_now_ms();
+    if (ucfg.balance == config::Balance::ip_hash) {
+      pctx.hash = upstream::hash_key(client_text_);
+    }
+    pctx.tried = tried;
+    int index = wu.balancer->pick(*hosts, pctx);
+    if (index < 0) {
+      // Nothing available at all is 503; everything tried and failed is 502.
+      fail_status = tried.empty() ? 503 : fail_status;
+      break;
+    }
+    const auto& host = hosts->hosts[static_cast<size_t>(index)];
+    tried.push_back(static_cast<size_t>(index));
+    ex.upstream_server = host.name;
+
+    auto conn = worker_.pool().take(host.stats.get());
+    if (!conn) {
+      conn = co_await connect(host, ucfg.connect_timeout);
+      if (!conn) {
+        metrics.upstream_connect_failures.inc(worker_.index(), {ucfg.name, host.name});
+        host.stats->failures.fetch_add(1, std::memory_order_relaxed);
+        fail_status = 502;
+        continue;
+      }
+      metrics.upstream_created.inc(worker_.index(), {ucfg.name});
+    } else {
+      metrics.upstream_reused.inc(worker_.index(), {ucfg.name});
+    }
+    if (!ex.request_body_done && !ex.body_taken) {
+      bool ready = co_await before_body(ex);
+      if (!ready) {
+        ex.keep_alive = false;
+        ex.status = 499;
+        co_return;
+      }
+    }
+
+    if (downstream_gone()) {
+      ex.keep_alive = false;
+      ex.status = 499;
+      co_return;
+    }
+    host.stats->active.fetch_add(1, std::memory_order_relaxed);
+    auto upstream_start = Clock::now();
+    active_conn_ = conn.get();
+    Outcome outcome = co_await forward_once(ex, *conn, fail_status);
+    active_conn_ = nullptr;
+    host.stats->active.fetch_sub(1, std::memory_order_relaxed);
+    host.stats->requests.fetch_add(1, std::memory_order_relaxed);
+    ex.upstream_ms = ms_since(upstream_start);
+    if (outcome == Outcome::ok) {
+      metrics.upstream_requests.inc(worker_.index(),
+                                    {ucfg.name, host.name, status_label(ex.status)});
+      bool reusable = resp_.keep_alive && ex.request_body_done && conn->buffer.empty();
+      if (reusable) {
+        ++conn->requests;
+        worker_.pool().put(std::move(conn), ucfg.keepalive);
+      }
+      co_return;
+    }
+    host.stats->failures.fetch_add(1, std::memory_order_relaxed);
+    metrics.upstream_requests.inc(worker_.index(), {ucfg.name, host.name, "error"});
+    if (outcome == Outcome::fail) {
+      break;
+    }
+  }
+  if (ex.response_started) {
+    ex.keep_alive = false;  // the response was cut short: the client must see the close
+    co_return;
+  }
+  if (ex.status == 499) {
+    co_return;  // the client went away; nothing to answer
+  }
+  co_await reply(ex, fail_status);
+}
+
+asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::connect(
+    const upstream::Host& host, std::chrono::milliseconds timeout) {
+  auto conn = std::make_unique<upstream::UpstreamConnection>(worker_.io().get_executor(),
+                                                             kUpstreamBufferSize);
+  conn->host = host.stats.get();
+  conn->deadline.expires_after(timeout);
+  auto [ec] = co_await conn->socket.async_connect(host.endpoint, kNoThrow);
+  if (ec) {
+    worker_.shared().log->warn("upstream {}: connect failed: {}", host.name,
+                               conn->deadline.expired() ? "timed out" : ec.message());
+    co_return nullptr;
+  }
+  boost::system::error_code ignored;
+  conn->socket.set_option(tcp::no_delay(true), ignored);
+  co_return conn;
+}
+
+asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
+    Exchange& ex, upstream::UpstreamConnection& conn, int& fail_status) {
+  const auto& lim = ex.snapshot->config->limits;
+  // A request may be sent again on another connection only while no body
+  // byte has been taken from the client (we do not buffer bodies to replay).
+  bool body_untouched = !ex.body_taken;
+
+  conn.deadline.expires_after(lim.body_timeout);
+  auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(up_head_), kNoThrow);
+  if (ec) {
+    fail_status = 502;
+    co_return body_untouched ? Outcome::retry : Outcome::fail;
+  }
+  if (!ex.request_body_done) {
+    Outcome sent = co_await send_request_body(ex, conn, fail_status);
+    if (sent != Outcome::ok) {
+      co_return sent;
+    }
+  }
+  // Retry after sending only an idempotent request without a body (we keep
+  // no copy of bodies to replay) whose server closed before any response
+  // byte: on a reused connection that is the keep-alive race, on a new one a
+  // crashing or restarting server.
+  bool retryable = req_.idempotent() && body_untouched &&
+                   (req_.body == http::BodyKind::none ||
+                    (req_.body == http::BodyKind::content_length && req_.content_length == 0));
+  Outcome head = co_await read_response_head(ex, conn, retryable, fail_status);
+  if (head != Outcome::ok) {
+    co_return head;
+  }
+  if (resp_.status == 101) {
+    co_await upgraded(ex, conn);
+    co_return Outcome::ok;
+  }
+  bool relayed = co_await relay_response(ex, conn);
+  co_return relayed ? Outcome::ok : Outcome::fail;
+}
+
+asio::awaitable<RequestHandler::Outcome> RequestHandler::send_request_body(
+    Exchange& ex, upstream::UpstreamConnection& conn, int& fail_status) {
+  const auto& lim = ex.snapshot->config->limits;
+  const bool chunked = req_.body == http::BodyKind::chunked;
+  char size_line[24];
+  for (;;) {
+    ex.body_taken = true;
+    BodyPiece piece = co_await read_body(ex);
+    if (piece.fail_status != 0) {
+      // The client stalled (408), sent bad framing (400) or went away
+      // mid-body (499): nothing sane can be relayed, and the upstream
+      // connection is mid-message.
+      ex.keep_alive = false;
+      fail_status = piece.fail_status == 499 ? 400 : piece.fail_status;
+      if (piece.fail_status == 499) {
+        ex.status = 499;
+      }
+      co_return Outcome::fail;
+    }
+    if (!piece.data.empty()) {
+      ex.bytes_in += piece.data.size();
+      if (lim.max_body_size > 0 && ex.bytes_in > lim.max_body_size) {
+        ex.keep_alive = false;
+        fail_status = 413;
+        co_return Outcome::fail;
+      }
+      up_gather_.clear();
+      if (chunked) {
+        size_t len = format_chunk_size(size_line, piece.data.size());
+        up_gather_.emplace_back(size_line, len);
+      }
+      up_gather_.emplace_back(piece.data.data(), piece.data.size());
+      if (chunked) {
+        up_gather_.emplace_back("\r\n", 2);
+      }
+      conn.deadline.expires_after(lim.body_timeout);
+      auto [ec, n] = co_await asio::async_write(conn.socket, up_gather_, kNoThrow);
+      if (ec) {
+        ex.keep_alive = false;
+        fail_status = 502;
+        co_return Outcome::fail;
+      }
+    }
+    body_consumed();
+    if (piece.end) {
+      break;
+    }
+  }
+  if (chunked) {
+    conn.deadline.expires_after(lim.body_timeout);
+    auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer("0\r\n\r\n", 5), kNoThrow);
+    if (ec) {
+      ex.keep_alive = false;
+      fail_status = 502;
+      co_return Outcome::fail;
+    }
+  }
+  ex.request_body_done = true;
+  co_return Outcome::ok;
+}
+
+asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
+    Exchange& ex, upstream::UpstreamConnection& conn, bool retryable, int& fail_status) {
+  const auto& lim = ex.snapshot->config->limits;
+  http::HeadLimits head_limits{kUpstreamMaxHead, kUpstreamMaxHead};
+  conn.deadline.expires_after(lim.request_timeout);
+  size_t scanned = 0;
+  size_t head_size = 0;
+  bool any_byte = false;
+  for (;;) {
+    if (!conn.buffer.empty()) {
+      auto found = http::find_head_end(conn.buffer.data(), head_limits, false, scanned, head_size);
+      if (found.status == http::ParseStatus::ok) {
+        auto parsed =
+            http::parse_response_head(conn.buffer.data().substr(0, head_size), req_.method, resp_);
+        conn.buffer.consume(head_size);
+        if (parsed.status != http::ParseStatus::ok) {
+          worker_.shared().log->warn("upstream {}: refused response: {}", ex.upstream_server,
+                                     parsed.reason);
+          fail_status = 502;
+          co_return Outcome::fail;
+        }
+        if (resp_.status == 101) {
+          if (req_.upgrade_websocket) {
+            co_return Outcome::ok;  // the handshake's answer: a tunnel follows
+          }
+          // RFC 9110 15.2.2: switching protocols the client did not ask for.
+          worker_.shared().log->warn("upstream {}: 101 without an upgrade request",
+                                     ex.upstream_server);
+          fail_status = 502;
+          co_return Outcome::fail;
+        }
+        // Interim responses (100, 103) are not relayed.
+        if (resp_.status >= 100 && resp_.status < 200) {
+          scanned = 0;
+          continue;
+        }
+        co_return Outcome::ok;
+      }
+      if (found.status != http::ParseStatus::incomplete) {
+        fail_status = 502;
+        co_return Outcome::fail;
+      }
+    }
+    auto [ec, n] = co_await conn.socket.async_read_some(
+        asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()), kNoThrow);
+    if (ec) {
+      if (conn.deadline.expired()) {
+        fail_status = 504;
+        co_return Outcome::fail;
+      }
+      fail_status = 502;
+      co_return (retryable && !any_byte) ? Outcome::retry : Outcome::fail;
+    }
+    any_byte = true;
+    conn.buffer.commit(n);
+  }
+}
+
+asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
+                                                     upstream::UpstreamConnection& conn) {
+  using Mode = filters::BodyEncoder::Mode;
+  const auto& lim = ex.snapshot->config->limits;
+  http::prepare_downstream_response(resp_);
+  ex.status = resp_.status;
+  run_response_filters(ex, resp_.status, false);
+  if (resp_.body == http::BodyKind::none) {
+    ctx_.response_encoder.reset();  // nothing to encode (HEAD, 204, 304)
+  }
+  if (ctx_.response_encoder) {
+    resp_.headers.remove("content-length");  // the encoded length is not known yet
+  }
+  if (!ex.request_body_done) {
+    ex.keep_alive = false;
+  }
+  if (!response_head(ex)) {
+    resp_.keep_alive = false;
+    ex.keep_alive = false;
+    co_return false;
+  }
+
+  auto body = http::BodyDecoder::for_kind(resp_.body, resp_.content_length);
+  bool head_out = false;
+  for (;;) {
+    http::BodyDecoder::Step step;
+    if (!body.done() && !conn.buffer.empty()) {
+      step = body.feed(conn.buffer.data());
+      if (step.error.status != http::ParseStatus::ok) {
+        resp_.keep_alive = false;
+        ex.keep_alive = false;
+        co_return false;
+      }
+    }
+    bool finished = body.done();
+    // An encoder holds data back unless told the upstream has nothing more
+    // buffered: a streamed response must not sit in the compressor.
+    Mode mode = finished                              ? Mode::finish
+                : step.consumed >= conn.buffer.size() ? Mode::flush
+                                                      : Mode::none;
+    if (!step.data.empty() || finished || !head_out) {
+      ex.bytes_out += step.data.size();
+      if (step.data.empty() && !finished) {
+        mode = Mode::none;  // only the head goes out: the body has not started
+      }
+      bool sent = co_await response_body(ex, step.data, mode);
+      if (!sent) {
+        resp_.keep_alive = false;
+        ex.keep_alive = false;
+        co_return false;
+      }
+      head_out = true;
+      ex.response_started = true;
+    }
+    conn.buffer.consume(step.consumed);
+    if (finished) {
+      co_return true;
+    }
+    if (step.consumed > 0 && !conn.buffer.empty()) {
+      continue;
+    }
+    conn.deadline.expires_after(lim.body_timeout);
+    auto [ec, n] = co_await conn.socket.async_read_some(
+        asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()), kNoThrow);
+    if (ec) {
+      if (ec == asio::error::eof && body.eof_completes()) {
+        resp_.keep_alive = false;
+        bool sent = co_await response_body(ex, {}, Mode::finish);
+        if (!sent) {
+          ex.keep_alive = false;
+        }
+        co_return sent;
+      }
+      // Truncated or stalled upstream body: the client must not take a
+      // partial body for a whole one, so its connection is closed.
+      resp_.keep_alive = false;
+      ex.keep_alive = false;
+      co_return false;
+    }
+    conn.buffer.commit(n);
+  }
+}
+
+void RequestHandler::serialize_request_head(std::string_view target) {
+  up_head_.clear();
+  up_head_ += req_.method_text;
+  up_head_ += ' ';
+  up_head_ += target;
+  up_head_ += " HTTP/1.1\r\n";
+  req_.headers.serialize_to(up_head_);
+  if (req_.body == http::BodyKind::chunked) {
+    up_head_ += "Transfer-Encoding: chunked\r\n";
+  }
+  up_head_ += "\r\n";
+}
+
+asio::awaitable<bool> RequestHandler::reply(Exchange& ex, int status, std::string_view error,
+                                            std::string_view location) {
+  ex.status = status;
+  // A body the client is still sending would be read as the next request:
+  // after a local answer the connection closes unless the body is done.
+  if (!ex.request_body_done || worker_.draining()) {
+    ex.keep_alive = false;
+  }
+  make_local_reply(status, error, resp_.headers, reply_body_);
+  if (!location.empty()) {
+    resp_.headers.add("Location", location);
+  }
+  run_response_filters(ex, status, true);
+  const bool head_only = req_.method == http::Method::head;
+  if (ctx_.response_encoder && !reply_body_.empty() && !head_only) {
+    // A local body is small and whole: encode it in one step, keep its length.
+    encoded_.clear();
+    if (ctx_.response_encoder->encode(reply_body_, filters::BodyEncoder::Mode::finish, encoded_)) {
+      reply_body_.swap(encoded_);
+    } else {
+      resp_.headers.remove("content-encoding");
+    }
+  }
+  ex.response_started = true;
+  bool ok = co_await send_local_reply(ex, status, reply_body_);
+  if (!ok) {
+    ex.keep_alive = false;
+  }
+  co_return ok;
+}
+
+void RequestHandler::finish(Exchange& ex) {
+  const auto& snap = *ex.snapshot;
+  if (ex.global_ran > 0) {
+    snap.global_filters.run_log(ctx_, ex.global_ran);
+  }
+  if (ex.route >= 0 && ex.route_ran > 0) {
+    snap.route_filters[static_cast<size_t>(ex.route)].run_log(ctx_, ex.route_ran);
+  }
+  log_request(ex);
+  ctx_.response_encoder.reset();  // its state is large: free it between requests
+}
+
+void RequestHandler::log_request(Exchange& ex) {
+  auto& shared = worker_.shared();
+  auto& metrics = *shared.metrics;
+  size_t shard = worker_.index();
+  std::string_view route_name;
+  if (ex.route >= 0) {
+    route_name = ex.snapshot->config->routes[static_cast<size_t>(ex.route)].name;
+  }
+  double duration_ms = ms_since(ex.start);
+  metrics.requests.inc(shard, {route_name, ex.upstream_name, status_label(ex.status)});
+  metrics.request_duration.observe(shard, {route_name}, duration_ms / 1000.0);
+  if (ex.bytes_in > 0) {
+    metrics.bytes_received.inc(shard, {listener_.name}, ex.bytes_in);
+  }
+  if (ex.bytes_out > 0) {
+    metrics.bytes_sent.inc(shard, {listener_.name}, ex.bytes_out);
+  }
+  if (shared.access_log == nullptr || !shared.access_log->enabled()) {
+    return;
+  }
+  observe::AccessRecord r;
+  r.time = ex.wall_start;
+  r.client_ip = client_text_.empty() ? std::string_view(peer_text_) : client_text_;
+  r.method = req_.method_text;
+  r.host = host_;
+  r.path = req_.path();
+  r.query = req_.query();
+  r.protocol = protocol();
+  r.status = ex.status;
+  r.bytes_in = ex.bytes_in;
+  r.bytes_out = ex.bytes_out;
+  r.duration_ms = duration_ms;
+  r.route = route_name;
+  r.upstream = ex.upstream_name;
+  r.upstream_server = ex.upstream_server;
+  r.upstream_duration_ms = ex.upstream_ms;
+  r.request_id = ctx_.request_id;
+  r.user_agent = req_.headers.get("user-agent").value_or("");
+  r.referer = req_.headers.get("referer").value_or("");
+  r.tls_version = tls_version_;
+  shared.access_log->write(shard, r);
+}
+
+}  // namespace ward::server

@@ -1,0 +1,162 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "filters/filter.h"
+#include "proxy/http/h1_parser.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/server/worker.h"
+#include "proxy/upstream/connection_pool.h"
+#include "proxy/util/cidr.h"
+
+namespace ward::server {
+
+// "1a2b\r\n" for a chunk of n bytes (HTTP/1.1 chunked framing) into `out`
+// (room for 18 bytes); returns the length.
+size_t format_chunk_size(char* out, size_t n);
+
+// Per-request state for the log line and metrics.
+struct Exchange {
+  std::shared_ptr<const Snapshot> snapshot;
+  std::chrono::steady_clock::time_point start;
+  std::chrono::system_clock::time_point wall_start;
+  int route = -1;
+  int status = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::string_view upstream_name;
+  std::string_view upstream_server;
+  double upstream_ms = -1;
+  bool request_body_done = true;  // every request body byte was read from the client
+  bool body_taken = false;        // the upstream side asked the codec for body bytes
+  bool keep_alive = true;         // the downstream connection may serve another request
+  bool response_started = false;  // bytes of the response went (or were queued) downstream
+  size_t global_ran = 0;          // filters of the global chain whose request phase ran
+  size_t route_ran = 0;           // the same for the route's chain
+};
+
+// Everything about one request that does not depend on the codec it came
+// in on: the filters' request and response phases, routing, the balancer and
+// the upstream pool, the HTTP/1.1 exchange with the upstream server (retries,
+// streaming both bodies), ward's own replies, the access log line and the
+// metrics. ARCHITECTURE.md: "routing, filters and upstream code never know
+// which codec a request came from".
+//
+// A codec derives from it and supplies the downstream side through the
+// virtual hooks below: H1Session is one handler reused for each request of
+// its connection; an HTTP/2 connection has one handler per stream. The codec
+// fills req_ (an HTTP/1-shaped head: method, origin-form target, Host, body
+// framing) and calls handle(); once it returns, finish().
+class RequestHandler {
+ public:
+  RequestHandler(Worker& worker, const ListenerInfo& listener);
+  virtual ~RequestHandler();
+  RequestHandler(const RequestHandler&) = delete;
+  RequestHandler& operator=(const RequestHandler&) = delete;
+
+ protected:
+  // One piece of request body from the client.
+  struct BodyPiece {
+    std::string_view data;  // valid until body_consumed()
+    bool end = false;       // the body is complete after `data`
+    int fail_status = 0;    // the client failed: 400 bad framing, 408 stalled, 499 gone
+  };
+
+  // --- the codec's side ---
+  // The next request body bytes; waits (bounded by body_timeout) for some.
+  virtual boost::asio::awaitable<BodyPiece> read_body(Exchange& ex) = 0;
+  // The data of the last piece was sent upstream: its memory may be reused
+  // and the client may send more (HTTP/2: WINDOW_UPDATE).
+  virtual void body_consumed() = 0;
+  // Called once the upstream connection is ready and before the first body
+  // byte is read (HTTP/1.1 answers "Expect: 100-continue" here). False: the
+  // client is gone.
+  virtual boost::asio::awaitable<bool> before_body(Exchange& ex) = 0;
+  // The upstream's response head is in resp_, hop-by-hop fields removed and
+  // the response filters run (a response encoder may be installed). The
+  // codec prepares its framing; nothing need be written yet. False: abort.
+  virtual bool response_head(Exchange& ex) = 0;
+  // Response body toward the client, through the encoder if any. Called
+  // with empty data and Mode::none to push the head out before the body
+  // starts (streaming), and once with Mode::finish at the end. Waits for
+  // the client to take the data (backpressure). False: the client is gone.
+  virtual boost::asio::awaitable<bool> response_body(Exchange& ex, std::string_view data,
+                                                     filters::BodyEncoder::Mode mode) = 0;
+  // The upstream answered an Upgrade with 101: the codec relays the tunnel.
+  virtual boost::asio::awaitable<void> upgraded(Exchange& ex,
+                                                upstream::UpstreamConnection& conn) = 0;
+  // Sends ward's own response: resp_.headers (filters done) and `body`
+  // (already encoded when an encoder ran). False: the client is gone.
+  virtual boost::asio::awaitable<bool> send_local_reply(Exchange& ex, int status,
+                                                        std::string_view body) = 0;
+  // The client reset or closed what this request belongs to: upstream work
+  // for it should not start.
+  virtual bool downstream_gone() const { return false; }
+  // "HTTP/1.1", "HTTP/2.0": the access log's protocol.
+  virtual std::string_view protocol() const = 0;
+
+  // --- what the codec calls ---
+  // Runs a request whose head is in req_: global filters, routing, the
+  // route's filters, the upstream. ex.keep_alive is the codec's to set first.
+  boost::asio::awaitable<void> handle(Exchange& ex);
+  // A response made by ward: JSON error body (`error` names it; empty: the
+  // status's kind), through the response phase of the filters that ran.
+  boost::asio::awaitable<bool> reply(Exchange& ex, int status, std::string_view error = {},
+                                     std::string_view location = {});
+  void begin_filters(Exchange& ex);
+  void run_response_filters(Exchange& ex, int status, bool local);
+  // Log phase of the filters, the access log line and the metrics.
+  void finish(Exchange& ex);
+  const config::Limits& limits() const;
+  // The upstream connection the current request uses (null when none):
+  // a codec whose stream was reset cancels its I/O.
+  upstream::UpstreamConnection* active_upstream() { return active_conn_; }
+
+  Worker& worker_;
+  const ListenerInfo& listener_;
+  util::IpAddress peer_;
+  std::string peer_text_;
+  std::string_view tls_version_;  // "TLSv1.3" after a handshake, "" on plain
+  bool tls_ = false;              // the downstream connection is TLS
+  util::IpAddress client_;        // of the current request (decide_client_ip)
+  std::string client_text_;
+  http::RequestHead req_;
+  http::ResponseHead resp_;
+  filters::RequestContext ctx_;               // reused for every request
+  std::vector<filters::FilterState> states_;  // global chain's slots, then the route's
+  std::string host_;                          // Host as received: stable while filters edit headers
+  std::string reply_body_;                    // ward's own response body
+  std::string encoded_;                       // response encoder output
+
+ private:
+  enum class Outcome { ok, retry, fail };
+
+  boost::asio::awaitable<void> proxy(Exchange& ex);
+  boost::asio::awaitable<Outcome> forward_once(Exchange& ex, upstream::UpstreamConnection& conn,
+                                               int& fail_status);
+  boost::asio::awaitable<Outcome> send_request_body(Exchange& ex,
+                                                    upstream::UpstreamConnection& conn,
+                                                    int& fail_status);
+  boost::asio::awaitable<Outcome> read_response_head(Exchange& ex,
+                                                     upstream::UpstreamConnection& conn,
+                                                     bool retryable, int& fail_status);
+  boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
+  boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
+      const upstream::Host& host, std::chrono::milliseconds timeout);
+  void serialize_request_head(std::string_view target);
+  void log_request(Exchange& ex);
+
+  std::string up_head_;    // the request head going upstream
+  std::string target_up_;  // the request-target sent upstream when strip_prefix applies
+  std::vector<boost::asio::const_buffer> up_gather_;
+  std::vector<size_t> tried_;  // hosts tried for the current request
+  upstream::UpstreamConnection* active_conn_ = nullptr;
+};
+
+}  // namespace ward::server
