@@ -169,6 +169,9 @@ class H2Stream : public RequestHandler {
   }
 
   void on_close(uint32_t error_code) {
+    if (!closed_ && !submitted_) {
+      reset_early_ = true;  // the client gave up before any response
+    }
     closed_ = true;
     close_error_ = error_code;
     event_.notify();
@@ -218,8 +221,8 @@ class H2Stream : public RequestHandler {
     } else {
       co_await handle(ex);
     }
-    if (closed_ && !out_eof_ && ex.status != 0 && ex.status != 499 && !ex.response_started) {
-      ex.status = 499;
+    if (reset_early_) {
+      ex.status = 499;  // nginx's code for "the client closed the request"
     }
     finish(ex);
     done_ = true;
@@ -418,6 +421,7 @@ class H2Stream : public RequestHandler {
   uint32_t close_error_ = 0;
   int bad_status_ = 0;  // the head was refused: answer this
   bool head_done_ = false;
+  bool reset_early_ = false;  // closed by the client before the response started
   bool request_ended_ = false;
   bool submitted_ = false;  // the response HEADERS were submitted
   bool out_eof_ = false;    // the response body is complete in out_
