@@ -27,7 +27,9 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // most this (nginx's http2_body_preread_size is 64k too).
 constexpr int32_t kStreamWindow = 64 * 1024;
 // Connection receive window: all streams' unforwarded body bytes together.
-constexpr int32_t kConnectionWindow = 1024 * 1024;
+// Room for every stream's window (up to a bound), so streams stalled by a
+// slow upstream cannot starve the others of the connection window.
+constexpr int64_t kMaxConnectionWindow = 16 * 1024 * 1024;
 // A stream's response bytes waiting for the client's window; past this the
 // upstream is not read (backpressure).
 constexpr size_t kResponseBuffer = 64 * 1024;
@@ -138,6 +140,10 @@ class H2Stream : public RequestHandler {
       return;
     }
     req_.headers.add("Host", host);
+    if (auto expect = req_.headers.get("expect")) {
+      expect_continue_ = http::iequals(*expect, "100-continue");
+      req_.headers.remove("expect");  // ward answers it (before_body)
+    }
     if (!cookies_.empty()) {
       req_.headers.add("Cookie", cookies_);
     }
@@ -159,6 +165,7 @@ class H2Stream : public RequestHandler {
   }
 
   void on_data(const uint8_t* data, size_t len) {
+    received_ += len;
     body_in_.append(reinterpret_cast<const char*>(data), len);
     event_.notify();
   }
@@ -209,6 +216,7 @@ class H2Stream : public RequestHandler {
   asio::awaitable<void> run() {
     if (closed_) {
       done_ = true;
+      release_body();
       co_return;  // reset before it started (rapid reset): no work at all
     }
     Exchange ex;
@@ -226,19 +234,11 @@ class H2Stream : public RequestHandler {
     }
     finish(ex);
     done_ = true;
-    if (!closed_) {
-      if (!submitted_ || !out_eof_) {
-        // A response cut short (upstream failed mid-body) must not pass
-        // for a whole one.
-        nghttp2_submit_rst_stream(conn_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
-      }
-      // Body bytes nobody will read: give the client its window back.
-      size_t unread = body_in_.size() + body_taking_.size();
-      if (unread > 0) {
-        nghttp2_session_consume(conn_.session_, id_, unread);
-      }
-      body_in_.clear();
-      body_taking_.clear();
+    release_body();  // what nobody will read: the client gets its window back
+    if (!closed_ && (!submitted_ || !out_eof_)) {
+      // A response cut short (upstream failed mid-body) must not pass for
+      // a whole one.
+      nghttp2_submit_rst_stream(conn_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
       conn_.kick();
     }
   }
@@ -272,14 +272,39 @@ class H2Stream : public RequestHandler {
   }
 
   void body_consumed() override {
-    if (!body_taking_.empty() && !closed_) {
-      nghttp2_session_consume(conn_.session_, id_, body_taking_.size());
-      conn_.kick();  // WINDOW_UPDATE: the client may send more
+    if (!body_taking_.empty()) {
+      acknowledge(body_taking_.size());
     }
     body_taking_.clear();
   }
 
-  asio::awaitable<bool> before_body(Exchange&) override { co_return !closed_; }
+  // `n` received bytes are done with: the windows open again (on a closed
+  // stream nghttp2 counts them for the connection only).
+  void acknowledge(size_t n) {
+    acked_ += n;
+    nghttp2_session_consume(conn_.session_, id_, n);
+    conn_.kick();  // WINDOW_UPDATE: the client may send more
+  }
+
+  // Every body byte received and not forwarded: nobody will read it.
+  void release_body() {
+    body_in_.clear();
+    body_taking_.clear();
+    if (received_ > acked_) {
+      acknowledge(received_ - acked_);
+    }
+  }
+
+  asio::awaitable<bool> before_body(Exchange&) override {
+    if (expect_continue_ && !closed_ && body_in_.empty() && !request_ended_) {
+      // The client waits for a 100 before its body (RFC 9110 10.1.1).
+      expect_continue_ = false;
+      nghttp2_nv nv = make_nv(":status", "100");
+      nghttp2_submit_headers(conn_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, &nv, 1, nullptr);
+      conn_.kick();
+    }
+    co_return !closed_;
+  }
 
   bool downstream_gone() const override { return closed_; }
 
@@ -412,7 +437,9 @@ class H2Stream : public RequestHandler {
   std::string body_taking_;  // request body being written upstream
   std::string out_;          // response body waiting for the client's window
   size_t out_off_ = 0;
-  std::string names_;  // lower-cased response header names
+  uint64_t received_ = 0;  // request body bytes received on this stream
+  uint64_t acked_ = 0;     // of those, given back to the flow-control windows
+  std::string names_;      // lower-cased response header names
   std::vector<nghttp2_nv> nva_;
   std::string_view status_text_;
   size_t head_bytes_ = 0;
@@ -421,6 +448,7 @@ class H2Stream : public RequestHandler {
   uint32_t close_error_ = 0;
   int bad_status_ = 0;  // the head was refused: answer this
   bool head_done_ = false;
+  bool expect_continue_ = false;
   bool reset_early_ = false;  // closed by the client before the response started
   bool request_ended_ = false;
   bool submitted_ = false;  // the response HEADERS were submitted
@@ -486,10 +514,10 @@ bool H2Connection::setup() {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(lim.max_header_size)},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
-  if (draining_) {
-    nghttp2_submit_shutdown_notice(session_);
-  }
+  auto window =
+      std::min<int64_t>(kMaxConnectionWindow, int64_t{kStreamWindow} * lim.max_concurrent_streams);
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(std::max<int64_t>(window, 65535)));
   return true;
 }
 
@@ -504,6 +532,9 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
     auto n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(preread.data()),
                                       preread.size());
     alive = n >= 0;
+  }
+  if (draining_) {
+    send_goaway();  // drain() came before the session existed
   }
   writer_running_ = true;
   asio::co_spawn(socket_.get_executor(), write_loop(), [this](std::exception_ptr) {
@@ -620,8 +651,12 @@ void H2Connection::arm_deadline() {
     deadline_.expires_after(lim.body_timeout);
   } else if (heads_pending_ > 0) {
     deadline_.expires_at(head_deadline_);
+  } else if (running_ > 0) {
+    deadline_.clear();  // each stream's handler bounds its own waits
   } else if (!streams_.empty()) {
-    deadline_.clear();  // each stream bounds its own waits
+    // Answered streams wait on the client alone (its window, the rest of
+    // a body nobody reads): a client that never moves is dropped.
+    deadline_.expires_after(lim.body_timeout);
   } else {
     deadline_.expires_at(idle_deadline_);
   }
@@ -633,17 +668,21 @@ void H2Connection::drain() {
   }
   draining_ = true;
   if (session_ == nullptr) {
-    return;  // setup() sends the notice
+    return;  // run() sends it once the session exists
   }
-  // Streams up to the last one seen finish; later ones are refused.
-  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
-                        nullptr, 0);
+  send_goaway();
   if (streams_.empty()) {
     boost::system::error_code ignored;
     socket_.cancel(ignored);  // idle: the reader stops, the writer flushes the GOAWAY
   }
   kick();
+}
+
+void H2Connection::send_goaway() {
+  // Streams up to the last one seen finish; later ones are refused.
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
 }
 
 H2Stream* H2Connection::stream(int32_t id) {
@@ -657,6 +696,9 @@ void H2Connection::start_stream(const std::shared_ptr<H2Stream>& stream) {
     asio::co_spawn(ex, stream->run(), [this, stream](std::exception_ptr) {
       --running_;
       done_event_.notify();
+      if (!reader_done_) {
+        arm_deadline();
+      }
       kick();
     });
   });

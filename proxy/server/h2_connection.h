@@ -76,6 +76,7 @@ class H2Connection {
 
   bool setup();
   boost::asio::awaitable<void> write_loop();
+  void send_goaway();
   void start_stream(const std::shared_ptr<H2Stream>& stream);
   void stream_closed(int32_t id, uint32_t error_code);
   // Frames may be waiting to go out.

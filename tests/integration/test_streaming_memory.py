@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from harness import base_config, pattern_bytes, wait_for
+from h2_client import H2Client
+from harness import base_config, pattern_bytes, sha256_hex, wait_for
 
 GIB = 1 << 30
 MAX_GROWTH_KIB = 16 * 1024
@@ -115,6 +116,52 @@ def test_slow_reader_does_not_make_ward_buffer(ward):
             n = c.sock.recv_into(buf)
             assert n > 0
             received += n
+
+
+@pytest.mark.slow
+def test_http2_upload_streams(ward):
+    # HTTP/2 (h2c): the stream window opens only as ward forwards, so a fast
+    # client cannot make ward hold more than the windows.
+    before = ward.hwm_kib()
+    size = 64 << 20
+    c = H2Client(ward.port, timeout=60)
+    try:
+        sid = c.request("/h2-upload", method="POST", headers=[("content-length", str(size))], more=True)
+        c.send_body(sid, BLOCK * (size // len(BLOCK)), deadline=120)
+        resp = c.response(sid, timeout=60)
+    finally:
+        c.close()
+    assert resp["status"] == 200
+    j = __import__("json").loads(bytes(resp["body"]))
+    assert j["body_bytes"] == size
+    assert j["body_sha256"] == sha256_hex(BLOCK * (size // len(BLOCK)))
+    assert_memory_bounded(ward, before)
+
+
+@pytest.mark.slow
+def test_http2_slow_reader_does_not_make_ward_buffer(ward):
+    # The client acknowledges nothing: ward may send one window, then the
+    # response waits in a bounded buffer and the upstream is not read.
+    before = ward.hwm_kib()
+    size = 64 << 20
+    c = H2Client(ward.port, timeout=60, auto_ack=False)
+    try:
+        sid = c.request(f"/h2-slow?size={size}")
+        samples = []
+
+        def stalled():
+            c.pump(0.05)
+            samples.append(ward.hwm_kib())
+            return len(samples) > 10 and samples[-1] == samples[-10]
+
+        wait_for(stalled, 15, "ward's memory to stop growing", interval=0.05)
+        assert len(c.responses[sid]["body"]) <= 128 * 1024  # about one window, no more
+        assert_memory_bounded(ward, before)
+        c.ack_all()
+        resp = c.response(sid, timeout=60)
+        assert resp["status"] == 200 and len(resp["body"]) == size
+    finally:
+        c.close()
 
 
 def test_idle_keepalive_connections_hold_no_read_buffer(ward):
