@@ -420,6 +420,10 @@ void format_json(const AccessRecord& r, std::string& out) {
   util::json_string_append(out, r.user_agent);
   out += ",\"tls_version\":";
   append_json_or_null(out, r.tls_version);
+  if (!r.tls_client_subject.empty()) {
+    out += ",\"tls_client_subject\":";
+    util::json_string_append(out, r.tls_client_subject);
+  }
   out += "}\n";
 }
 

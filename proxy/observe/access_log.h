@@ -42,7 +42,10 @@ struct AccessRecord {
   std::string_view request_id;
   std::string_view user_agent;
   std::string_view tls_version;  // "" on plain listeners (written as null)
-  std::string_view referer;      // combined format only
+  // mTLS: the verified client certificate's subject (RFC 2253). An
+  // extension of CONFIG.md's keys, written only when there is one.
+  std::string_view tls_client_subject;
+  std::string_view referer;  // combined format only
 };
 
 // JSON object per line with exactly CONFIG.md's keys:
@@ -50,7 +53,9 @@ struct AccessRecord {
 // protocol, status, bytes_in, bytes_out, duration_ms, route, upstream,
 // upstream_server, upstream_duration_ms, request_id, user_agent, tls_version.
 // Empty strings are written as null for route/upstream/upstream_server/
-// request_id/tls_version. Ends with '\n'. Both formatters append to `out`.
+// request_id/tls_version. Then "tls_client_subject" when a client certificate
+// was verified (mTLS listeners; a key added to CONFIG.md's list). Ends with '\n'. Both formatters
+// append to `out`.
 void format_json(const AccessRecord& r, std::string& out);
 // Apache/nginx "combined": ip - - [10/Oct/2000:13:55:36 +0000] "GET /p?q HTTP/1.1" 200 2326
 // "referer" "ua" Time in UTC; an empty ip/referer/user agent is "-"; '"', '\\', control bytes and

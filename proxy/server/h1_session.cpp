@@ -164,7 +164,7 @@ asio::awaitable<void> H1Session::run() {
 
 asio::awaitable<void> H1Session::serve_h2(std::string_view preread) {
   h2_ = std::make_unique<H2Connection>(worker_, listener_, socket_, tls_stream_.get(), deadline_,
-                                       peer_, peer_text_, tls_version_);
+                                       peer_, peer_text_, tls_version_, tls_client_subject_);
   if (closing_) {
     h2_->drain();
   }
@@ -505,6 +505,9 @@ asio::awaitable<bool> H1Session::handshake() {
   }
   SSL* native = tls_stream_->native_handle();
   tls_version_ = tls::protocol_version(native);
+  if (auto subject = tls::peer_subject(native)) {
+    tls_client_subject_ = std::move(*subject);
+  }
   metrics.tls_handshakes.inc(worker_.index(), {listener_.name, tls_version_});
   tls_ = true;
   co_return true;

@@ -66,6 +66,7 @@ class H2Stream : public RequestHandler {
     peer_ = conn.peer_;
     peer_text_ = conn.peer_text_;
     tls_version_ = conn.tls_version_;
+    tls_client_subject_ = conn.tls_client_subject_;
     tls_ = conn.tls_ != nullptr;
     head_bytes_limit_ = limits().max_header_size;
     uri_limit_ = limits().max_uri_size;
@@ -461,7 +462,8 @@ class H2Stream : public RequestHandler {
 H2Connection::H2Connection(Worker& worker, const ListenerInfo& listener,
                            boost::asio::ip::tcp::socket& socket, tls::TlsStream* tls,
                            util::Deadline& deadline, const util::IpAddress& peer,
-                           const std::string& peer_text, std::string_view tls_version)
+                           const std::string& peer_text, std::string_view tls_version,
+                           const std::string& tls_client_subject)
     : worker_(worker),
       listener_(listener),
       socket_(socket),
@@ -470,6 +472,7 @@ H2Connection::H2Connection(Worker& worker, const ListenerInfo& listener,
       peer_(peer),
       peer_text_(peer_text),
       tls_version_(tls_version),
+      tls_client_subject_(tls_client_subject),
       write_event_(socket.get_executor()),
       done_event_(socket.get_executor()) {}
 

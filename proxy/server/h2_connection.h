@@ -49,7 +49,8 @@ class H2Connection {
  public:
   H2Connection(Worker& worker, const ListenerInfo& listener, boost::asio::ip::tcp::socket& socket,
                tls::TlsStream* tls, util::Deadline& deadline, const util::IpAddress& peer,
-               const std::string& peer_text, std::string_view tls_version);
+               const std::string& peer_text, std::string_view tls_version,
+               const std::string& tls_client_subject);
   ~H2Connection();
   H2Connection(const H2Connection&) = delete;
   H2Connection& operator=(const H2Connection&) = delete;
@@ -93,6 +94,7 @@ class H2Connection {
   util::IpAddress peer_;
   std::string peer_text_;
   std::string_view tls_version_;
+  const std::string& tls_client_subject_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
   util::Event write_event_;

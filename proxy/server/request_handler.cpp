@@ -602,6 +602,7 @@ void RequestHandler::log_request(Exchange& ex) {
   r.user_agent = req_.headers.get("user-agent").value_or("");
   r.referer = req_.headers.get("referer").value_or("");
   r.tls_version = tls_version_;
+  r.tls_client_subject = tls_client_subject_;
   shared.access_log->write(shard, r);
 }
 

@@ -122,9 +122,10 @@ class RequestHandler {
   const ListenerInfo& listener_;
   util::IpAddress peer_;
   std::string peer_text_;
-  std::string_view tls_version_;  // "TLSv1.3" after a handshake, "" on plain
-  bool tls_ = false;              // the downstream connection is TLS
-  util::IpAddress client_;        // of the current request (decide_client_ip)
+  std::string_view tls_version_;    // "TLSv1.3" after a handshake, "" on plain
+  std::string tls_client_subject_;  // mTLS: the verified client certificate's subject
+  bool tls_ = false;                // the downstream connection is TLS
+  util::IpAddress client_;          // of the current request (decide_client_ip)
   std::string client_text_;
   http::RequestHead req_;
   http::ResponseHead resp_;

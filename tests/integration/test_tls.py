@@ -210,10 +210,22 @@ def test_mutual_tls_accepts_signed_client_and_rejects_others(group, app, pki):
     denied = curl(*common, url)
     assert denied.returncode != 0, "no client certificate must fail the handshake"
     cert, key = pki.client
-    ok = curl(*common, "--cert", str(cert), "--key", str(key), "-o", "/dev/null",
+    ok = curl(*common, "--http1.1", "--cert", str(cert), "--key", str(key), "-o", "/dev/null",
               "-w", "%{http_code}", url)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == b"200"
+    # The verified subject reaches the access log, over HTTP/1.1 and HTTP/2.
+    ok = curl(*common, "--http2", "--cert", str(cert), "--key", str(key), "-o", "/dev/null",
+              "-w", "%{http_code}", url + "2")
+    assert ok.stdout == b"200"
+
+    def logged():
+        lines = [__import__("json").loads(line) for line in
+                 ward.stdout_path.read_text().splitlines() if line.startswith("{")]
+        subjects = {e["protocol"]: e.get("tls_client_subject") for e in lines
+                    if e["path"] in ("/mtls", "/mtls2")}
+        return subjects == {"HTTP/1.1": "CN=client-1", "HTTP/2.0": "CN=client-1"}
+    wait_for(logged, 5, "both requests logged with the client subject")
 
 
 def test_redirect_https_listener_answers_308(group, app, pki):

@@ -105,6 +105,17 @@ TEST(AccessLogFormatTest, JsonHasExactlyTheDocumentedKeysInOrder) {
             "\n");
 }
 
+TEST(AccessLogFormatTest, JsonAddsTheClientSubjectOnlyWhenThereIsOne) {
+  auto r = sample_record();
+  r.tls_client_subject = "CN=client \"1\",O=Example";
+  auto line = json(r);
+  EXPECT_NE(
+      line.find(R"("tls_version":"TLSv1.3","tls_client_subject":"CN=client \"1\",O=Example"})"),
+      std::string::npos)
+      << line;
+  EXPECT_EQ(json(sample_record()).find("tls_client_subject"), std::string::npos);
+}
+
 TEST(AccessLogFormatTest, JsonWritesNullForAbsentOptionalFields) {
   AccessRecord r;
   r.time = system_clock::time_point{};  // the epoch
