@@ -248,7 +248,8 @@ def test_rapid_reset_closes_the_attacker_and_serves_others(ward, app):
         assert closed_within(s, 10), "the rapid-reset connection stayed open"
         s.close()
         # The attack did not turn into upstream work.
-        assert app.count() - before < 1000
+        started = app.count() - before
+        assert started < 100, f"{started} reset streams reached the upstream"
         assert bystander.get("/during")["status"] == 200
     finally:
         bystander.close()
