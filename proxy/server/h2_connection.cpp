@@ -503,6 +503,9 @@ bool H2Connection::setup() {
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
   nghttp2_option_set_max_continuations(opt, kMaxContinuations);
+  // Closed streams are kept only for RFC 7540 priorities, which ward
+  // ignores: free them at once.
+  nghttp2_option_set_no_closed_streams(opt, 1);
   int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -544,13 +547,29 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
     writer_running_ = false;
     done_event_.notify();
   });
-  std::unique_ptr<char[]> buffer(new char[kReadBuffer]);
+  std::unique_ptr<char[]> buffer;
   while (alive) {
     kick();
     if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
       break;
     }
     arm_deadline();
+    if (streams_.empty() && !(tls_ != nullptr && tls_->has_buffered_data())) {
+      // Idle: wait for readability without a buffer, so an idle HTTP/2
+      // connection holds no read buffer (as for HTTP/1.1).
+      buffer.reset();
+      if (tls_ != nullptr) {
+        tls_->release_buffers();
+      }
+      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, kNoThrow);
+      if (wec) {
+        say_goodbye_if_idle();
+        break;
+      }
+    }
+    if (!buffer) {
+      buffer.reset(new char[kReadBuffer]);
+    }
     std::tuple<boost::system::error_code, size_t> r;
     if (tls_ != nullptr) {
       r = co_await tls_->read_some(asio::buffer(buffer.get(), kReadBuffer));
@@ -559,10 +578,7 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
     }
     auto [ec, n] = r;
     if (ec) {
-      if (deadline_.expired() && streams_.empty()) {
-        // Idle: say goodbye properly before closing (the writer flushes it).
-        nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
-      }
+      say_goodbye_if_idle();
       break;
     }
     auto fed =
@@ -638,6 +654,10 @@ asio::awaitable<void> H2Connection::write_loop() {
     if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
       break;  // GOAWAY exchanged and every stream done
     }
+    if (streams_.empty()) {
+      wbuf_.clear();
+      wbuf_.shrink_to_fit();  // idle: keep no write buffer either
+    }
     co_await write_event_.wait(kForever);
   }
   wbuf_.clear();
@@ -679,6 +699,13 @@ void H2Connection::drain() {
     socket_.cancel(ignored);  // idle: the reader stops, the writer flushes the GOAWAY
   }
   kick();
+}
+
+void H2Connection::say_goodbye_if_idle() {
+  if (deadline_.expired() && streams_.empty()) {
+    // Idle timeout: GOAWAY before closing (the writer flushes it).
+    nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+  }
 }
 
 void H2Connection::send_goaway() {

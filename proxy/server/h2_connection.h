@@ -78,6 +78,7 @@ class H2Connection {
   bool setup();
   boost::asio::awaitable<void> write_loop();
   void send_goaway();
+  void say_goodbye_if_idle();
   void start_stream(const std::shared_ptr<H2Stream>& stream);
   void stream_closed(int32_t id, uint32_t error_code);
   // Frames may be waiting to go out.
