@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "proxy/http/h2_request.h"
 #include "proxy/server/local_reply.h"
 #include "proxy/server/request_handler.h"
 
@@ -62,14 +63,13 @@ class H2Stream : public RequestHandler {
       : RequestHandler(conn.worker_, conn.listener_),
         conn_(conn),
         id_(id),
-        event_(conn.socket_.get_executor()) {
+        event_(conn.socket_.get_executor()),
+        builder_(req_, limits().max_header_size, limits().max_uri_size) {
     peer_ = conn.peer_;
     peer_text_ = conn.peer_text_;
     tls_version_ = conn.tls_version_;
     tls_client_subject_ = conn.tls_client_subject_;
     tls_ = conn.tls_ != nullptr;
-    head_bytes_limit_ = limits().max_header_size;
-    uri_limit_ = limits().max_uri_size;
   }
 
   int32_t id() const { return id_; }
@@ -77,47 +77,7 @@ class H2Stream : public RequestHandler {
   // Body bytes arriving now have no reader: acknowledge them at once.
   bool discarding() const { return done_; }
 
-  void on_header(std::string_view name, std::string_view value) {
-    head_bytes_ += name.size() + value.size() + 32;  // RFC 9113 6.5.2's accounting
-    if (head_bytes_ > head_bytes_limit_) {
-      bad_status_ = 431;
-    }
-    if (bad_status_ != 0) {
-      return;
-    }
-    if (!name.empty() && name.front() == ':') {
-      if (name == ":method") {
-        req_.method_text.assign(value);
-        req_.method = http::method_from(value);
-      } else if (name == ":path") {
-        if (value.size() > uri_limit_) {
-          bad_status_ = 414;
-          return;
-        }
-        req_.target.assign(value);
-      } else if (name == ":authority") {
-        authority_.assign(value);
-      } else if (name == ":protocol") {
-        bad_status_ = 501;  // extended CONNECT (RFC 8441) is not served
-      }
-      return;  // :scheme: the listener knows
-    }
-    if (name == "cookie") {
-      // RFC 9113 8.2.3: split crumbs are joined again for HTTP/1.1.
-      if (!cookies_.empty()) {
-        cookies_ += "; ";
-      }
-      cookies_ += value;
-      return;
-    }
-    if (name == "host") {
-      if (host_field_.empty()) {
-        host_field_.assign(value);
-      }
-      return;
-    }
-    req_.headers.add(name, value);
-  }
+  void on_header(std::string_view name, std::string_view value) { builder_.add(name, value); }
 
   bool head_done() const { return head_done_; }
 
@@ -125,44 +85,8 @@ class H2Stream : public RequestHandler {
   void on_head_done(bool end_stream) {
     head_done_ = true;
     request_ended_ = end_stream;
-    req_.version_minor = 1;
-    req_.keep_alive = true;
-    if (bad_status_ != 0) {
-      return;
-    }
-    if (req_.method == http::Method::connect) {
-      bad_status_ = 501;  // CONNECT tunnels are not served
-      return;
-    }
-    // :authority wins over Host (RFC 9113 8.3.1); one of them is needed to route.
-    std::string_view host = authority_.empty() ? std::string_view(host_field_) : authority_;
-    if (host.empty()) {
-      bad_status_ = 400;
-      return;
-    }
-    req_.headers.add("Host", host);
-    if (auto expect = req_.headers.get("expect")) {
-      expect_continue_ = http::iequals(*expect, "100-continue");
-      req_.headers.remove("expect");  // ward answers it (before_body)
-    }
-    if (!cookies_.empty()) {
-      req_.headers.add("Cookie", cookies_);
-    }
-    if (end_stream) {
-      req_.body = http::BodyKind::none;
-    } else if (auto cl = req_.headers.get("content-length")) {
-      // nghttp2 checked it is a number and checks DATA against it.
-      uint64_t n = 0;
-      auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
-      if (ec != std::errc() || p != cl->data() + cl->size()) {
-        bad_status_ = 400;
-        return;
-      }
-      req_.body = http::BodyKind::content_length;
-      req_.content_length = n;
-    } else {
-      req_.body = http::BodyKind::chunked;  // length unknown: chunked upstream
-    }
+    bad_status_ = builder_.finish(end_stream);
+    expect_continue_ = builder_.expect_continue();
   }
 
   void on_data(const uint8_t* data, size_t len) {
@@ -431,9 +355,7 @@ class H2Stream : public RequestHandler {
   H2Connection& conn_;
   int32_t id_;
   util::Event event_;  // data, room, end or reset: the stream coroutine re-checks
-  std::string authority_;
-  std::string host_field_;
-  std::string cookies_;
+  http::H2RequestBuilder builder_;
   std::string body_in_;      // request body received, not yet taken
   std::string body_taking_;  // request body being written upstream
   std::string out_;          // response body waiting for the client's window
@@ -443,9 +365,6 @@ class H2Stream : public RequestHandler {
   std::string names_;      // lower-cased response header names
   std::vector<nghttp2_nv> nva_;
   std::string_view status_text_;
-  size_t head_bytes_ = 0;
-  size_t head_bytes_limit_ = 0;
-  size_t uri_limit_ = 0;
   uint32_t close_error_ = 0;
   int bad_status_ = 0;  // the head was refused: answer this
   bool head_done_ = false;
