@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh           the full pass, in order:
 #                             1. deps, plain build (build/), `ward check` on every
-#                                config in conf/ and deploy/, unit + integration tests
+#                                config in conf/ and deploy/, unit + integration tests,
+#                                bench/run --self-test
 #                             2. ASan+UBSan build (build-asan/), all tests
 #                             3. TSan build (build-tsan/), unit tests and
 #                                integration.test_multiworker
@@ -134,7 +135,8 @@ ctest_wrap=()
 
 # --- 1. plain build, unit + integration ----------------------------------
 banner "deps"
-timed deps "$root/scripts/deps.sh" || { fail_step deps; summary; exit 1; }
+# --bench: wrk, nginx and HAProxy for the benchmark's self-test below.
+timed deps "$root/scripts/deps.sh" --bench || { fail_step deps; summary; exit 1; }
 
 banner "build (build/)"
 if ! timed "build" "$root/scripts/build.sh"; then
@@ -164,6 +166,9 @@ timed "configs" check_configs || fail_step configs
 
 timed "unit" run_ctest unit build -L unit -j 2 || true
 timed "integration" run_ctest integration build -L integration || true
+# bench/run --self-test (issue 5: CI proves the benchmark still works): a
+# seconds-long smoke of every proxy config and h1-small; never a speed check.
+timed "bench-self-test" run_ctest bench-self-test build -L bench || true
 
 if ((quick)); then
   summary
