@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -277,6 +278,26 @@ def test_continuation_flood_closes_the_connection(ward):
     finally:
         s.close()
     assert ward.get("/still-serving").status == 200
+
+
+def test_ping_flood_from_a_client_that_does_not_read_is_cut_off(ward):
+    # Every PING needs an ACK; a client that never reads them makes the
+    # answers pile up. Past nghttp2's bound on queued answers (1000) the
+    # connection is closed instead of buffering without end.
+    s = raw_h2c(ward.port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ping = frame(6, 0, 0, b"12345678")
+    batch = ping * 4096
+    end = time.monotonic() + 20
+    cut = False
+    try:
+        while time.monotonic() < end:
+            s.sendall(batch)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        cut = True
+    s.close()
+    assert cut, "20 s of unread PINGs were all answered"
+    assert ward.get("/after-flood").status == 200
 
 
 def test_client_reset_cancels_the_upstream_request(ward, app):
