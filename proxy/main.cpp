@@ -45,7 +45,7 @@ ward::config::LoadOptions load_options() {
   // "... is not supported yet" rather than ignoring them.
   options.features.tls = true;
   options.features.upstream_tls = false;
-  options.features.proxy_protocol = false;
+  options.features.proxy_protocol = true;
   options.features.health_checks = false;
   options.features.passive = false;
   options.features.dns = false;

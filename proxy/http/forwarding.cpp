@@ -150,6 +150,17 @@ void remove_hop_by_hop(HeaderList& headers, bool keep_upgrade) {
 
 }  // namespace
 
+ProxySource decide_proxy_source(const ProxyHeader& header, const util::IpAddress& socket_peer,
+                                const util::CidrSet& trusted) {
+  if (header.local) {
+    return ProxySource::local;
+  }
+  if (!trusted.empty() && !trusted.contains(socket_peer)) {
+    return ProxySource::untrusted;
+  }
+  return ProxySource::use;
+}
+
 util::IpAddress decide_client_ip(const HeaderList& headers, const util::IpAddress& peer,
                                  const util::CidrSet& trusted) {
   if (!trusted.contains(peer)) {

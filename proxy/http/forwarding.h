@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "proxy/http/h1_parser.h"
+#include "proxy/http/proxy_protocol.h"
 #include "proxy/util/cidr.h"
 
 namespace ward::http {
@@ -17,6 +18,21 @@ namespace ward::http {
 // entries stop the walk at the last good address.
 util::IpAddress decide_client_ip(const HeaderList& headers, const util::IpAddress& peer,
                                  const util::CidrSet& trusted);
+
+// What a listener with `proxy_protocol: true` does with a parsed PROXY header.
+enum class ProxySource {
+  use,        // the header's source replaces the socket peer as "the peer"
+  local,      // LOCAL / UNKNOWN / not TCP: the header names no client; keep the socket peer
+  untrusted,  // the socket peer is not in a non-empty trusted_proxies: keep it
+};
+
+// The header is believed when `trusted` is empty (a listener that opts into
+// the PROXY protocol believes the balancer in front of it) or contains the
+// socket peer. A believed source then stands for the socket peer everywhere:
+// X-Forwarded-For, X-Real-IP, decide_client_ip (whose X-Forwarded-For walk
+// starts only if that source is itself trusted), filters and logs.
+ProxySource decide_proxy_source(const ProxyHeader& header, const util::IpAddress& socket_peer,
+                                const util::CidrSet& trusted);
 
 struct ForwardContext {
   util::IpAddress peer;       // socket peer (or PROXY protocol source)

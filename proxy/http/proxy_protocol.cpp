@@ -32,6 +32,11 @@ constexpr size_t kTlvHeaderSize = 3;  // type, length (2 bytes, network order)
 
 constexpr std::array<uint8_t, 12> kV4MappedPrefix{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+// The reasons proxy_error_kind tells apart (compared by address).
+constexpr const char* kNoSignature = "PROXY: no PROXY protocol signature";
+constexpr const char* kV1TooLong = "PROXY v1: no CRLF within 107 bytes";
+constexpr const char* kV2TooLarge = "PROXY v2: header larger than the limit";
+
 ProxyParseResult fail(const char* reason) {
   ProxyParseResult r;
   r.status = ProxyProtocolStatus::error;
@@ -202,7 +207,7 @@ ProxyParseResult parse_v1(std::string_view buf) {
       continue;
     }
     if (i + 1 >= kProxyV1MaxSize) {
-      return fail("PROXY v1: no CRLF within 107 bytes");
+      return fail(kV1TooLong);
     }
     if (i + 1 == buf.size()) {
       return incomplete();
@@ -213,7 +218,7 @@ ProxyParseResult parse_v1(std::string_view buf) {
     return parse_v1_line(buf.substr(kV1Signature.size(), i - kV1Signature.size()), i + 2);
   }
   if (buf.size() >= kProxyV1MaxSize) {
-    return fail("PROXY v1: no CRLF within 107 bytes");
+    return fail(kV1TooLong);
   }
   return incomplete();
 }
@@ -281,7 +286,7 @@ ProxyParseResult parse_v2(std::string_view buf, size_t max_size) {
   }
   size_t size = kV2FixedSize + be16(buf.data() + 14);
   if (size > max_size) {
-    return fail("PROXY v2: header larger than the limit");
+    return fail(kV2TooLarge);
   }
   if (buf.size() < size) {
     return incomplete();
@@ -345,12 +350,25 @@ ProxyParseResult parse_proxy_protocol(std::string_view buf, size_t max_v2_size) 
   std::string_view signature = buf[0] == '\r' ? kV2Signature : kV1Signature;
   size_t n = std::min(buf.size(), signature.size());
   if (buf.substr(0, n) != signature.substr(0, n)) {
-    return fail("PROXY: no PROXY protocol signature");
+    return fail(kNoSignature);
   }
   if (buf.size() < signature.size()) {
     return incomplete();
   }
   return buf[0] == '\r' ? parse_v2(buf, max_v2_size) : parse_v1(buf);
+}
+
+std::string_view proxy_error_kind(const ProxyParseResult& r) {
+  if (r.status != ProxyProtocolStatus::error) {
+    return "";
+  }
+  if (r.reason == kNoSignature) {
+    return "not_proxy";
+  }
+  if (r.reason == kV1TooLong || r.reason == kV2TooLarge) {
+    return "too_large";
+  }
+  return "malformed";
 }
 
 }  // namespace ward::http

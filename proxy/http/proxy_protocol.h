@@ -68,6 +68,13 @@ inline constexpr size_t kProxyV2DefaultMaxSize = 4096;
 ProxyParseResult parse_proxy_protocol(std::string_view buf,
                                       size_t max_v2_size = kProxyV2DefaultMaxSize);
 
+// A short fixed name for an error result, for a metric label: "not_proxy"
+// (no PROXY signature: a client that sent no header, or a balancer not set up
+// to send one), "too_large" (a v1 line without CRLF within 107 bytes, a v2
+// header over `max_v2_size`), "malformed" (any other error). "" when
+// `r` is not an error.
+std::string_view proxy_error_kind(const ProxyParseResult& r);
+
 // CRC32C (Castagnoli, RFC 3720 B.4), as the PP2_TYPE_CRC32C TLV uses; public
 // for the tests and the fuzzer, which build headers.
 uint32_t crc32c(std::string_view data, uint32_t crc = 0);

@@ -1,13 +1,18 @@
 #include "proxy/server/h1_session.h"
 
+#include <sys/socket.h>
+
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 
 #include "proxy/http/forwarding.h"
+#include "proxy/http/proxy_protocol.h"
 #include "proxy/router/router.h"
 #include "proxy/server/h2_connection.h"
 #include "proxy/server/local_reply.h"
@@ -89,7 +94,10 @@ void H1Session::on_drain() {
 
 asio::awaitable<void> H1Session::run() {
   bool serve = true;
-  if (listener_.tls) {
+  if (listener_.proxy_protocol) {
+    serve = co_await read_proxy_header();
+  }
+  if (serve && listener_.tls) {
     serve = co_await handshake();
   }
   if (serve && tls_stream_ &&
@@ -480,6 +488,93 @@ void H1Session::close_tunnel(upstream::UpstreamConnection& conn) {
   socket_.cancel(ignored);
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   conn.socket.close(ignored);
+}
+
+asio::awaitable<bool> H1Session::read_proxy_header() {
+  // The header is read off the socket itself so that not one byte after it
+  // (a TLS ClientHello, a request) is taken from the TLS stream or the
+  // request parser: each wait peeks at what has arrived, and bytes leave the
+  // socket only once they are known to be header bytes. An incomplete result
+  // means every byte so far belongs to the header (a valid prefix: the v1
+  // line has no CRLF yet, or the v2 header is shorter than it announces), so
+  // those are taken at once; taking them also keeps a stalled prefix from
+  // leaving the socket readable, which would wake the wait over and over.
+  // The buffer holds the largest header accepted (v1: 107 bytes).
+  std::array<char, http::kProxyV2DefaultMaxSize> buf;
+  size_t have = 0;
+  http::ProxyParseResult result;
+  std::string_view failure;  // the metric's reason; empty: closed before any byte
+  const int fd = socket_.native_handle();
+  deadline_.expires_after(limits().header_timeout);
+  for (;;) {
+    auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+    if (wec) {
+      if (deadline_.expired()) {
+        failure = "timeout";
+      } else if (have > 0) {
+        failure = "closed";
+      }
+      break;
+    }
+    ssize_t n = ::recv(fd, buf.data() + have, buf.size() - have, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      continue;
+    }
+    if (n <= 0) {  // EOF or a reset
+      failure = have > 0 ? "closed" : "";
+      break;
+    }
+    size_t seen = have + static_cast<size_t>(n);
+    result = http::parse_proxy_protocol(std::string_view(buf.data(), seen));
+    if (result.status == http::ProxyProtocolStatus::error) {
+      failure = http::proxy_error_kind(result);
+      break;
+    }
+    bool done = result.status == http::ProxyProtocolStatus::ok;
+    // Neither can happen within the parser's bounds; checked all the same.
+    if (done && (result.header.size < have || result.header.size > seen)) {
+      failure = "malformed";
+      break;
+    }
+    if (!done && seen == buf.size()) {
+      failure = "too_large";
+      break;
+    }
+    size_t take = (done ? result.header.size : seen) - have;
+    ssize_t got = ::recv(fd, buf.data() + have, take, MSG_DONTWAIT);
+    if (got != static_cast<ssize_t>(take)) {  // peeked bytes are there, unless a reset came
+      failure = "closed";
+      break;
+    }
+    have += take;
+    if (done) {
+      break;
+    }
+  }
+  auto& log = *worker_.shared().log;
+  if (!failure.empty()) {
+    worker_.shared().metrics->proxy_protocol_errors.inc(worker_.index(), {listener_.name, failure});
+    log.debug(
+        "{}: PROXY header from {} refused ({}): {}", listener_.name, peer_text_, failure,
+        result.status == http::ProxyProtocolStatus::error ? result.reason : "no complete header");
+  }
+  if (result.status != http::ProxyProtocolStatus::ok || !failure.empty()) {
+    co_return false;
+  }
+  const auto& header = result.header;
+  switch (http::decide_proxy_source(header, peer_, worker_.snapshot()->trusted_proxies)) {
+    case http::ProxySource::use:
+      peer_ = header.source;
+      peer_text_ = header.source.to_string();
+      break;
+    case http::ProxySource::local:
+      break;
+    case http::ProxySource::untrusted:
+      log.debug("{}: PROXY header from {} ignored: not in trusted_proxies (source {})",
+                listener_.name, peer_text_, header.source.to_string());
+      break;
+  }
+  co_return true;
 }
 
 asio::awaitable<bool> H1Session::handshake() {

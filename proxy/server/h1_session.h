@@ -68,6 +68,10 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   boost::asio::awaitable<void> pipe_up(upstream::UpstreamConnection& conn, uint64_t& bytes);
   boost::asio::awaitable<void> pipe_down(upstream::UpstreamConnection& conn, uint64_t& bytes);
   void close_tunnel(upstream::UpstreamConnection& conn);
+  // `proxy_protocol: true` listeners, before anything else: reads the PROXY
+  // v1/v2 header, bounded by header_timeout, and takes the client address
+  // from it (decide_proxy_source); false = close without a word.
+  boost::asio::awaitable<bool> read_proxy_header();
   // TLS listeners: the handshake, bounded by header_timeout; false = close.
   boost::asio::awaitable<bool> handshake();
   // Downstream I/O, over TLS when the listener has it.

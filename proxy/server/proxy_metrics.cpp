@@ -52,7 +52,11 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
           r.gauge("ward_tls_certificate_expiry_seconds",
                   "notAfter of each served certificate, Unix seconds: alert "
                   "on ward_tls_certificate_expiry_seconds - time() < 14 * 86400.",
-                  {"listener", "cert"})) {}
+                  {"listener", "cert"})),
+      proxy_protocol_errors(r.counter("ward_proxy_protocol_errors_total",
+                                      "Connections closed for a missing, malformed, too large, "
+                                      "timed out or truncated PROXY header, by reason.",
+                                      {"listener", "reason"})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

@@ -24,11 +24,12 @@ struct ProxyMetrics {
   observe::CounterFamily& config_reloads;
   observe::CounterFamily& config_reload_failures;
   observe::GaugeFamily& access_log_dropped;
-  observe::CounterFamily& websocket_upgrades;    // route
-  observe::GaugeFamily& websocket_active;        // route
-  observe::CounterFamily& tls_handshakes;        // listener, version
-  observe::CounterFamily& tls_handshake_errors;  // listener, reason
-  observe::GaugeFamily& tls_certificate_expiry;  // listener, cert: notAfter, Unix seconds
+  observe::CounterFamily& websocket_upgrades;     // route
+  observe::GaugeFamily& websocket_active;         // route
+  observe::CounterFamily& tls_handshakes;         // listener, version
+  observe::CounterFamily& tls_handshake_errors;   // listener, reason
+  observe::GaugeFamily& tls_certificate_expiry;   // listener, cert: notAfter, Unix seconds
+  observe::CounterFamily& proxy_protocol_errors;  // listener, reason
 };
 
 // "200" for 200: label values for status codes without formatting per request.

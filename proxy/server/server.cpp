@@ -161,7 +161,8 @@ void Server::Impl::bind_listeners() {
         if (port == 0) {
           port = acc.local_endpoint().port();  // port 0: every worker on the one picked
         }
-        w->add_listener(ListenerInfo{l.name, l.redirect_https, tls->slot(index)}, std::move(acc));
+        w->add_listener(ListenerInfo{l.name, l.redirect_https, tls->slot(index), l.proxy_protocol},
+                        std::move(acc));
       }
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.address.text +

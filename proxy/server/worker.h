@@ -37,6 +37,7 @@ struct ListenerInfo {
   std::string name;
   std::optional<uint16_t> redirect_https;
   std::shared_ptr<tls::ServerContextsSlot> tls;  // null: plain HTTP
+  bool proxy_protocol = false;                   // a PROXY v1/v2 header comes first
 };
 
 // A worker's view of one upstream: the HostSet it last fetched and its own

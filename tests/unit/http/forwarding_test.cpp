@@ -303,5 +303,37 @@ TEST_F(DownstreamResponseTest, SwitchingProtocolsKeepsUpgrade) {
                     {"Connection", "upgrade"}}));
 }
 
+// --- PROXY protocol source -----------------------------------------------------------
+
+ProxyHeader proxied(std::string_view source) {
+  ProxyHeader h;
+  h.version = 2;
+  h.source = ip(source);
+  h.source_port = 1234;
+  return h;
+}
+
+TEST(ProxySourceTest, EmptyTrustedProxiesBelievesTheBalancer) {
+  EXPECT_EQ(decide_proxy_source(proxied("203.0.113.9"), ip("127.0.0.1"), cidrs({})),
+            ProxySource::use);
+}
+
+TEST(ProxySourceTest, TrustedPeerIsBelievedUntrustedIsNot) {
+  auto trusted = cidrs({"10.0.0.0/8", "fd00::/8"});
+  EXPECT_EQ(decide_proxy_source(proxied("203.0.113.9"), ip("10.1.2.3"), trusted), ProxySource::use);
+  EXPECT_EQ(decide_proxy_source(proxied("2001:db8::1"), ip("fd00::1"), trusted), ProxySource::use);
+  EXPECT_EQ(decide_proxy_source(proxied("203.0.113.9"), ip("127.0.0.1"), trusted),
+            ProxySource::untrusted);
+  EXPECT_EQ(decide_proxy_source(proxied("10.9.9.9"), ip("192.0.2.1"), trusted),
+            ProxySource::untrusted);  // the source being trusted does not matter
+}
+
+TEST(ProxySourceTest, LocalOrUnknownKeepsTheSocketPeer) {
+  ProxyHeader local;
+  local.local = true;
+  EXPECT_EQ(decide_proxy_source(local, ip("127.0.0.1"), cidrs({})), ProxySource::local);
+  EXPECT_EQ(decide_proxy_source(local, ip("10.0.0.1"), cidrs({"10.0.0.0/8"})), ProxySource::local);
+}
+
 }  // namespace
 }  // namespace ward::http

@@ -343,5 +343,47 @@ TEST_F(ProxyProtocolTest, V2IncompleteAtEveryLengthBeforeTheEnd) {
   parse_ok(h, std::string("\0\0\0", 3));
 }
 
+// ---------------------------------------------------------------------------
+// What the session relies on
+
+// The session takes every byte of an `incomplete` prefix off the socket: so a
+// buffer holding a whole header and anything after it must never be
+// `incomplete`, or client bytes would be consumed as header bytes.
+TEST_F(ProxyProtocolTest, IncompleteNeverCoversBytesAfterTheHeader) {
+  const std::string after = "\x16\x03\x01\x02\x10GET / HTTP/1.1\r\n\r\n";
+  const std::vector<std::string> headers = {
+      "PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n",
+      "PROXY UNKNOWN\r\n",
+      v2(0x21, 0x11, kTcp4Addresses),
+      v2(0x21, 0x21, tcp6_addresses()),
+      v2(0x20, 0x00, ""),
+  };
+  for (const auto& h : headers) {
+    std::string buf = h + after;
+    for (size_t n = 0; n <= buf.size(); ++n) {
+      ProxyParseResult r = parse_proxy_protocol(std::string_view(buf).substr(0, n));
+      if (n < h.size()) {
+        EXPECT_EQ(r.status, ProxyProtocolStatus::incomplete) << n;
+      } else {
+        EXPECT_EQ(r.status, ProxyProtocolStatus::ok) << n;
+        EXPECT_EQ(r.header.size, h.size());
+      }
+    }
+  }
+}
+
+TEST_F(ProxyProtocolTest, ErrorKindsAreShortFixedLabels) {
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol("GET / HTTP/1.1\r\n")), "not_proxy");
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol("\x16\x03\x01")), "not_proxy");  // a ClientHello
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol("PROXY TCP4 " + std::string(120, '1'))),
+            "too_large");
+  std::string big = v2(0x21, 0x11, kTcp4Addresses + std::string(kProxyV2DefaultMaxSize, 'x'));
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol(big.substr(0, 16))), "too_large");
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol("PROXY TCP5 a b 1 2\r\n")), "malformed");
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol(v2(0x31, 0x11, kTcp4Addresses))), "malformed");
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol("PROXY ")), "");  // incomplete
+  EXPECT_EQ(proxy_error_kind(parse_proxy_protocol("PROXY UNKNOWN\r\n")), "");
+}
+
 }  // namespace
 }  // namespace ward::http
