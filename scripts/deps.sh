@@ -17,6 +17,9 @@ build_pkgs=(
 )
 test_pkgs=(
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
+  # tests/integration/test_testssl.py scans a TLS listener with it (its own
+  # dependencies, dnsutils, bsdextrautils and procps, come with it)
+  testssl.sh
   # Fuzzing: clang-14 only recommends the compiler-rt archives, and
   # -fsanitize=fuzzer needs libclang_rt.fuzzer from libclang-rt-14-dev.
   clang libclang-rt-14-dev clang-format
