@@ -1,5 +1,7 @@
 #include "proxy/http/header_list.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <array>
 
@@ -226,14 +228,31 @@ size_t HeaderList::byte_size() const {
 }
 
 void HeaderList::serialize_to(std::string& out) const {
-  // One reserve, then plain appends: ": " and CRLF add 4 bytes per field.
-  out.reserve(out.size() + byte_size() + 4 * size());
+  // Sized once, then filled with memcpy: four append() calls per field, each
+  // with its own capacity check, were 8% of a proxied request's
+  // instructions (callgrind, h1-small).
+  size_t need = 0;
   for (const auto& e : entries_) {
     if (!e.removed) {
-      out.append(arena_.data() + e.name_off, e.name_len);
-      out.append(": ", 2);
-      out.append(arena_.data() + e.value_off, e.value_len);
-      out.append("\r\n", 2);
+      need += e.name_len + e.value_len + 4;  // ": " and CRLF
+    }
+  }
+  size_t at = out.size();
+  out.resize(at + need);
+  char* p = out.data() + at;
+  const char* base = arena_.data();
+  for (const auto& e : entries_) {
+    if (!e.removed) {
+      std::memcpy(p, base + e.name_off, e.name_len);
+      p += e.name_len;
+      p[0] = ':';
+      p[1] = ' ';
+      p += 2;
+      std::memcpy(p, base + e.value_off, e.value_len);
+      p += e.value_len;
+      p[0] = '\r';
+      p[1] = '\n';
+      p += 2;
     }
   }
 }

@@ -21,7 +21,10 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 Worker::Worker(size_t index, WorkerShared shared, std::shared_ptr<const Snapshot> snapshot)
     : index_(index),
       shared_(std::move(shared)),
-      io_(std::make_unique<asio::io_context>(1)),
+      // One thread runs this io_context and only it touches its sockets and
+      // timers (other threads only post to it), so the reactor's per-socket
+      // locks can go: about 1.5% of a request's instructions.
+      io_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
       snapshot_(std::move(snapshot)),
       seed_(0x9E3779B97F4A7C15ULL * (index + 1)) {}
 
