@@ -226,6 +226,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
     if (outcome == Outcome::ok) {
       metrics.upstream_requests.inc(worker_.index(),
                                     {ucfg.name, host.name, status_label(ex.status)});
+      worker_.pool().keep_session(*conn);  // TLS 1.3: the tickets came before the response
       bool reusable = resp_.keep_alive && ex.request_body_done && conn->buffer.empty();
       if (reusable) {
         ++conn->requests;
@@ -251,7 +252,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
 
 asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::connect(
     const upstream::Host& host, std::chrono::milliseconds timeout,
-    const std::shared_ptr<const tls::ClientContext>& tls) {
+    const std::shared_ptr<const tls::ClientContext>& client_tls) {
   auto conn = std::make_unique<upstream::UpstreamConnection>(worker_.io().get_executor(),
                                                              kUpstreamBufferSize);
   conn->host = host.stats.get();
@@ -264,20 +265,20 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
   }
   boost::system::error_code ignored;
   conn->socket.set_option(tcp::no_delay(true), ignored);
-  if (tls) {
+  if (client_tls) {
     // The handshake (and verification) is part of connecting: the same
     // connect_timeout bounds both, and a failure is a connect failure.
-    tls::SslPtr ssl = tls->new_ssl(host.host);
+    tls::SslPtr ssl = client_tls->new_ssl(host.host);
     if (!ssl) {
       worker_.shared().log->warn("upstream {}: TLS: cannot set up a connection for \"{}\"",
-                                 host.name, tls->verified_name(host.host));
+                                 host.name, client_tls->verified_name(host.host));
       co_return nullptr;
     }
-    SSL_SESSION* session = worker_.pool().session(host.stats.get(), tls.get());
+    SSL_SESSION* session = worker_.pool().session(host.stats.get(), client_tls.get());
     if (session != nullptr) {
       SSL_set_session(ssl.get(), session);  // resumption: no chain to send or verify
     }
-    conn->start_tls(tls, std::move(ssl));
+    conn->start_tls(client_tls, std::move(ssl));
     boost::system::error_code hec = co_await conn->handshake();
     if (hec) {
       worker_.shared().log->warn(

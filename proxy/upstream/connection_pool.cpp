@@ -24,7 +24,6 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, uint32_t keep
     return;  // unread bytes after a response: the connection's framing is not trustworthy
   }
   if (conn->tls_stream) {
-    keep_session(*conn);                  // TLS 1.3 tickets came in with the response
     conn->tls_stream->release_buffers();  // an idle TLS connection holds no record buffers
   }
   auto& stack = idle_[conn->host];

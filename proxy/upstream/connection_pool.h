@@ -33,8 +33,9 @@ class ConnectionPool {
   // handshake skips the certificate chain and its verification.
   // An SSL_SESSION to pass to SSL_set_session, or null; the pool keeps it.
   SSL_SESSION* session(const HostStats* host, const tls::ClientContext* context) const;
-  // Remembers the session of `conn` when it is resumable (TLS 1.3: once a
-  // ticket arrived, which happens before the first response is read).
+  // Remembers the session of `conn` when it is resumable and new (TLS 1.2:
+  // after the handshake; TLS 1.3: once a ticket arrived, which is before
+  // the first response). Plain connections: nothing.
   void keep_session(const UpstreamConnection& conn);
 
   // Idle connections older than this are closed instead of reused: servers
