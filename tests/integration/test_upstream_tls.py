@@ -10,10 +10,12 @@ import json
 import os
 import re
 import ssl
+import subprocess
 
 import pytest
 
-from harness import (HOST, base_config, pattern_bytes, run_ward, sha256_hex, slack, wait_for)
+from harness import (HOST, base_config, free_port, pattern_bytes, port_accepts, run_ward,
+                     sha256_hex, slack, wait_for)
 from test_tls import Pki
 from test_websocket import WsClient
 
@@ -192,6 +194,29 @@ def test_failed_server_is_retried_on_the_next(group, app, pki):
         r = ward.get("/")
         assert r.status == 200, r
         assert r.json()["name"] == "tls-app"
+
+
+def test_new_connections_resume_the_tls_session(group, pki):
+    # openssl s_server -www answers with a page saying whether the
+    # connection's session was "New" or "Reused" (and ends the body by
+    # closing: a close-delimited body over TLS).
+    port = free_port()
+    group.track(subprocess.Popen(
+        ["openssl", "s_server", "-accept", f"{HOST}:{port}", "-cert", str(pki.server[0]),
+         "-key", str(pki.server[1]), "-www"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_for(lambda: port_accepts(port), slack(5), "openssl s_server to listen")
+    ward = group.ward(base_config({"secure": {"servers": [f"{HOST}:{port}"], "tls": True,
+                                              "tls_ca": str(pki.ca), "keepalive": 0}}))
+    seen = []
+    for _ in range(3):
+        r = ward.get("/")
+        assert r.status == 200, r
+        m = re.search(rb"(New|Reused), (TLSv1\.[23])", r.body)
+        assert m, r.body[:500]
+        seen.append(m.group(1).decode())
+    assert seen[0] == "New"
+    assert seen[1:] == ["Reused", "Reused"], seen
 
 
 CHECK = """\
