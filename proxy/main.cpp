@@ -14,6 +14,7 @@
 #include "proxy/config/loader.h"
 #include "proxy/config/reader.h"
 #include "proxy/server/server.h"
+#include "proxy/server/snapshot.h"
 #include "proxy/server/tls_listeners.h"
 
 namespace {
@@ -44,7 +45,7 @@ ward::config::LoadOptions load_options() {
   // Features this build has; the loader rejects the keys of the others with
   // "... is not supported yet" rather than ignoring them.
   options.features.tls = true;
-  options.features.upstream_tls = false;
+  options.features.upstream_tls = true;
   options.features.proxy_protocol = true;
   options.features.health_checks = false;
   options.features.passive = false;
@@ -71,6 +72,9 @@ ward::config::LoadResult load(const std::string& path) {
       std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
     }
     result.errors = std::move(tls.errors);
+    // And every upstream's tls_ca (a file that is not a CA certificate).
+    auto upstream_tls = ward::server::Snapshot::check_upstream_tls(*result.config);
+    result.errors.insert(result.errors.end(), upstream_tls.begin(), upstream_tls.end());
     if (!result.ok()) {
       result.config = nullptr;
     }

@@ -424,10 +424,9 @@ asio::awaitable<void> H1Session::upgraded(Exchange& ex, upstream::UpstreamConnec
 // moves, not when one side is quiet. An error or timeout closes both.
 asio::awaitable<void> H1Session::pipe_up(upstream::UpstreamConnection& conn, uint64_t& bytes) {
   const auto idle = limits().idle_timeout;
-  boost::system::error_code ignored;
   for (;;) {
     if (!in_.empty()) {
-      auto [wec, wn] = co_await asio::async_write(conn.socket, asio::buffer(in_.data()), kNoThrow);
+      auto [wec, wn] = co_await conn.write(asio::buffer(in_.data()));
       if (wec) {
         break;
       }
@@ -436,7 +435,7 @@ asio::awaitable<void> H1Session::pipe_up(upstream::UpstreamConnection& conn, uin
     }
     auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
     if (ec == asio::error::eof) {
-      conn.socket.shutdown(tcp::socket::shutdown_send, ignored);
+      co_await conn.shutdown_send();
       co_return;
     }
     if (ec) {
@@ -462,8 +461,7 @@ asio::awaitable<void> H1Session::pipe_down(upstream::UpstreamConnection& conn, u
       bytes += buffer.size();
       buffer.consume(buffer.size());
     }
-    auto [ec, n] = co_await conn.socket.async_read_some(
-        asio::buffer(buffer.write_ptr(), buffer.write_space()), kNoThrow);
+    auto [ec, n] = co_await conn.read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()));
     if (ec == asio::error::eof) {
       if (tls_stream_) {
         co_await tls_stream_->shutdown();  // close_notify: the TLS way to half-close

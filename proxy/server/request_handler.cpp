@@ -2,7 +2,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include "proxy/http/forwarding.h"
 #include "proxy/router/router.h"
@@ -190,7 +189,8 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
 
     auto conn = worker_.pool().take(host.stats.get());
     if (!conn) {
-      conn = co_await connect(host, ucfg.connect_timeout);
+      conn = co_await connect(host, ucfg.connect_timeout,
+                              snap.route_upstream_tls[static_cast<size_t>(ex.route)]);
       if (!conn) {
         metrics.upstream_connect_failures.inc(worker_.index(), {ucfg.name, host.name});
         host.stats->failures.fetch_add(1, std::memory_order_relaxed);
@@ -226,6 +226,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
     if (outcome == Outcome::ok) {
       metrics.upstream_requests.inc(worker_.index(),
                                     {ucfg.name, host.name, status_label(ex.status)});
+      worker_.pool().keep_session(*conn);  // TLS 1.3: the tickets came before the response
       bool reusable = resp_.keep_alive && ex.request_body_done && conn->buffer.empty();
       if (reusable) {
         ++conn->requests;
@@ -250,7 +251,8 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
 }
 
 asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::connect(
-    const upstream::Host& host, std::chrono::milliseconds timeout) {
+    const upstream::Host& host, std::chrono::milliseconds timeout,
+    const std::shared_ptr<const tls::ClientContext>& client_tls) {
   auto conn = std::make_unique<upstream::UpstreamConnection>(worker_.io().get_executor(),
                                                              kUpstreamBufferSize);
   conn->host = host.stats.get();
@@ -263,6 +265,29 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
   }
   boost::system::error_code ignored;
   conn->socket.set_option(tcp::no_delay(true), ignored);
+  if (client_tls) {
+    // The handshake (and verification) is part of connecting: the same
+    // connect_timeout bounds both, and a failure is a connect failure.
+    tls::SslPtr ssl = client_tls->new_ssl(host.host);
+    if (!ssl) {
+      worker_.shared().log->warn("upstream {}: TLS: cannot set up a connection for \"{}\"",
+                                 host.name, client_tls->verified_name(host.host));
+      co_return nullptr;
+    }
+    SSL_SESSION* session = worker_.pool().session(host.stats.get(), client_tls.get());
+    if (session != nullptr) {
+      SSL_set_session(ssl.get(), session);  // resumption: no chain to send or verify
+    }
+    conn->start_tls(client_tls, std::move(ssl));
+    boost::system::error_code hec = co_await conn->handshake();
+    if (hec) {
+      worker_.shared().log->warn(
+          "upstream {}: TLS handshake failed: {}", host.name,
+          conn->deadline.expired() ? std::string("timed out") : conn->tls_failure(hec));
+      co_return nullptr;
+    }
+    worker_.pool().keep_session(*conn);  // TLS 1.2: the session exists now
+  }
   co_return conn;
 }
 
@@ -274,7 +299,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   bool body_untouched = !ex.body_taken;
 
   conn.deadline.expires_after(lim.body_timeout);
-  auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(up_head_), kNoThrow);
+  auto [ec, n] = co_await conn.write(asio::buffer(up_head_));
   if (ec) {
     fail_status = 502;
     co_return body_untouched ? Outcome::retry : Outcome::fail;
@@ -340,7 +365,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::send_request_body(
         up_gather_.emplace_back("\r\n", 2);
       }
       conn.deadline.expires_after(lim.body_timeout);
-      auto [ec, n] = co_await asio::async_write(conn.socket, up_gather_, kNoThrow);
+      auto [ec, n] = co_await conn.write(up_gather_);
       if (ec) {
         ex.keep_alive = false;
         fail_status = 502;
@@ -354,7 +379,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::send_request_body(
   }
   if (chunked) {
     conn.deadline.expires_after(lim.body_timeout);
-    auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer("0\r\n\r\n", 5), kNoThrow);
+    auto [ec, n] = co_await conn.write(asio::buffer("0\r\n\r\n", 5));
     if (ec) {
       ex.keep_alive = false;
       fail_status = 502;
@@ -408,8 +433,8 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
         co_return Outcome::fail;
       }
     }
-    auto [ec, n] = co_await conn.socket.async_read_some(
-        asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()), kNoThrow);
+    auto [ec, n] =
+        co_await conn.read_some(asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()));
     if (ec) {
       if (conn.deadline.expired()) {
         fail_status = 504;
@@ -485,8 +510,8 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
       continue;
     }
     conn.deadline.expires_after(lim.body_timeout);
-    auto [ec, n] = co_await conn.socket.async_read_some(
-        asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()), kNoThrow);
+    auto [ec, n] =
+        co_await conn.read_some(asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()));
     if (ec) {
       if (ec == asio::error::eof && body.eof_completes()) {
         resp_.keep_alive = false;

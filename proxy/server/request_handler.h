@@ -148,8 +148,10 @@ class RequestHandler {
                                                      upstream::UpstreamConnection& conn,
                                                      bool retryable, int& fail_status);
   boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
+  // TCP connect, then the TLS handshake when `client_tls` is set, both within `timeout`.
   boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
-      const upstream::Host& host, std::chrono::milliseconds timeout);
+      const upstream::Host& host, std::chrono::milliseconds timeout,
+      const std::shared_ptr<const tls::ClientContext>& client_tls);
   void serialize_request_head(std::string_view target);
   void log_request(Exchange& ex);
 

@@ -8,6 +8,7 @@
 #include "filters/registry.h"
 #include "proxy/config/config.h"
 #include "proxy/router/router.h"
+#include "proxy/tls/client_context.h"
 #include "proxy/upstream/upstream_state.h"
 #include "proxy/util/cidr.h"
 
@@ -33,6 +34,9 @@ struct Snapshot {
   std::vector<std::shared_ptr<upstream::UpstreamState>> route_upstreams;
   // Parallel to config->routes: the upstream's config.
   std::vector<const config::Upstream*> route_upstream_configs;
+  // Parallel to config->routes: the upstream's TLS client context (one per
+  // upstream with `tls: true`, shared by its routes); null for plain ones.
+  std::vector<std::shared_ptr<const tls::ClientContext>> route_upstream_tls;
   // The global chain, then one chain per route (parallel to config->routes).
   filters::FilterChain global_filters;
   std::vector<filters::FilterChain> route_filters;
@@ -46,6 +50,11 @@ struct Snapshot {
                                                uint64_t generation,
                                                upstream::UpstreamRegistry& registry,
                                                const FilterEnv& filters);
+
+  // `ward check` and start-up: builds the TLS client context of every
+  // upstream with `tls: true` (reading tls_ca or the system CAs), nothing
+  // kept; the errors carry the upstream's file:line:column.
+  static std::vector<config::ConfigError> check_upstream_tls(const config::Config& config);
 };
 
 }  // namespace ward::server

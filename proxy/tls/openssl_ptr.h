@@ -27,6 +27,7 @@ using X509Ptr = std::unique_ptr<X509, OpensslDeleter<X509_free>>;
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, OpensslDeleter<EVP_PKEY_free>>;
 using BioPtr = std::unique_ptr<BIO, OpensslDeleter<BIO_free_all>>;
 using X509StorePtr = std::unique_ptr<X509_STORE, OpensslDeleter<X509_STORE_free>>;
+using SslSessionPtr = std::unique_ptr<SSL_SESSION, OpensslDeleter<SSL_SESSION_free>>;
 
 // The reason strings of every error queued on this thread ("ee key too
 // small; ..."), oldest first, and clears the queue. "" when it is empty.

@@ -409,6 +409,36 @@ bool TlsStream::has_buffered_data() const {
   return ssl_ && SSL_has_pending(ssl_.get()) == 1;
 }
 
+bool TlsStream::poll_idle() {
+  if (check_usable() || SSL_pending(ssl_.get()) > 0) {
+    return false;  // unusable, or decrypted application data waiting
+  }
+  ERR_clear_error();
+  errno = 0;
+  char byte = 0;
+  size_t n = 0;
+  int ret = SSL_read_ex(ssl_.get(), &byte, 1, &n);
+  if (ret == 1) {
+    // Application data nobody asked for: the framing can no longer be trusted.
+    failed_ = StreamError::protocol_error;
+    return false;
+  }
+  int sys_errno = errno;
+  int err = SSL_get_error(ssl_.get(), ret);
+  if (err == SSL_ERROR_WANT_READ) {
+    return true;  // only handshake-layer records (tickets), or nothing at all
+  }
+  if (err == SSL_ERROR_WANT_WRITE) {
+    // An answer (KeyUpdate) does not fit the socket now: nothing may be
+    // written but its retry, which no one will make.
+    ERR_clear_error();
+    failed_ = asio::error::would_block;
+    return false;
+  }
+  io_failure(err, sys_errno);  // close_notify, FIN, or a fatal alert
+  return false;
+}
+
 void TlsStream::release_buffers() {
   if (!staging_busy_) {
     staging_.reset();

@@ -115,6 +115,14 @@ class TlsStream {
   // ask this, not the socket, which may already be drained.
   bool has_buffered_data() const;
 
+  // For a connection resting between requests (an upstream pool): one
+  // non-blocking read that lets OpenSSL process the records the peer sent
+  // meanwhile, such as TLS 1.3 NewSessionTicket messages (they follow the
+  // handshake and may arrive after the first response). True when that was
+  // all: no application data, no close_notify, no error. Never waits; a
+  // false stream is done (the caller closes it).
+  bool poll_idle();
+
   // Frees the staging buffer (when no write is using it) and any OpenSSL
   // buffer that is empty; for a connection going idle. The stream stays
   // usable: the next write that gathers allocates again.

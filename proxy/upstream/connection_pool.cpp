@@ -1,22 +1,6 @@
 #include "proxy/upstream/connection_pool.h"
 
-#include <sys/socket.h>
-
-#include <cerrno>
-
 namespace ward::upstream {
-
-namespace {
-
-// True when the server has neither closed the connection nor sent bytes we did
-// not ask for: recv(MSG_PEEK|MSG_DONTWAIT) must say "would block".
-bool still_idle(UpstreamConnection& conn) {
-  char byte;
-  ssize_t n = ::recv(conn.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-}  // namespace
 
 std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host) {
   auto it = idle_.find(host);
@@ -28,7 +12,7 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host) 
   while (!stack.empty()) {
     auto conn = std::move(stack.back());
     stack.pop_back();
-    if (now - conn->idle_since < kMaxIdle && still_idle(*conn)) {
+    if (now - conn->idle_since < kMaxIdle && conn->still_idle()) {
       return conn;
     }
   }
@@ -39,6 +23,9 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, uint32_t keep
   if (keepalive == 0 || !conn->buffer.empty()) {
     return;  // unread bytes after a response: the connection's framing is not trustworthy
   }
+  if (conn->tls_stream) {
+    conn->tls_stream->release_buffers();  // an idle TLS connection holds no record buffers
+  }
   auto& stack = idle_[conn->host];
   if (stack.size() >= keepalive) {
     stack.erase(stack.begin());  // drop the coldest
@@ -46,6 +33,30 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, uint32_t keep
   conn->idle_since = std::chrono::steady_clock::now();
   conn->deadline.clear();
   stack.push_back(std::move(conn));
+}
+
+SSL_SESSION* ConnectionPool::session(const HostStats* host,
+                                     const tls::ClientContext* context) const {
+  auto it = sessions_.find(host);
+  if (it == sessions_.end() || it->second.context.get() != context) {
+    return nullptr;
+  }
+  return it->second.session.get();
+}
+
+void ConnectionPool::keep_session(const UpstreamConnection& conn) {
+  if (!conn.tls_stream || !conn.tls_context) {
+    return;
+  }
+  auto& slot = sessions_[conn.host];
+  SSL* ssl = conn.tls_stream->native_handle();
+  SSL_SESSION* current = SSL_get0_session(ssl);
+  if (current == nullptr || current == slot.session.get() ||
+      SSL_SESSION_is_resumable(current) != 1) {
+    return;
+  }
+  slot.session.reset(SSL_get1_session(ssl));
+  slot.context = conn.tls_context;
 }
 
 size_t ConnectionPool::idle_count() const {

@@ -1,36 +1,16 @@
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/tls/openssl_ptr.h"
 #include "proxy/upstream/host_set.h"
-#include "proxy/util/deadline.h"
-#include "proxy/util/io_buffer.h"
+#include "proxy/upstream/upstream_connection.h"
 
 namespace ward::upstream {
-
-// One connection to an upstream server, owned by one worker.
-struct UpstreamConnection {
-  UpstreamConnection(const boost::asio::any_io_executor& ex, size_t buffer_size)
-      : socket(ex), deadline(ex), buffer(buffer_size) {
-    deadline.on_expire([this] {
-      boost::system::error_code ignored;
-      socket.cancel(ignored);
-    });
-  }
-  ~UpstreamConnection() { deadline.stop(); }
-
-  boost::asio::ip::tcp::socket socket;
-  util::Deadline deadline;
-  util::IoBuffer buffer;
-  const HostStats* host = nullptr;  // identity of the server (pool key)
-  std::chrono::steady_clock::time_point idle_since{};
-  uint32_t requests = 0;  // requests served on this connection
-};
 
 // The idle keep-alive connections of one worker, per server (Envoy's
 // thread-local pools): no lock, no sharing. A connection is reused LIFO (the
@@ -47,13 +27,29 @@ class ConnectionPool {
   void clear() { idle_.clear(); }
   size_t idle_count() const;
 
+  // TLS session resumption towards the servers: the newest resumable
+  // session seen per server, valid only with the client context that made
+  // it (another tls_ca or tls_server_name must verify afresh). A resumed
+  // handshake skips the certificate chain and its verification.
+  // An SSL_SESSION to pass to SSL_set_session, or null; the pool keeps it.
+  SSL_SESSION* session(const HostStats* host, const tls::ClientContext* context) const;
+  // Remembers the session of `conn` when it is resumable and new (TLS 1.2:
+  // after the handshake; TLS 1.3: once a ticket arrived, which is before
+  // the first response). Plain connections: nothing.
+  void keep_session(const UpstreamConnection& conn);
+
   // Idle connections older than this are closed instead of reused: servers
   // commonly drop idle keep-alive connections after 60 s or more, and a
   // connection they are about to close is a wasted request and a retry.
   static constexpr std::chrono::seconds kMaxIdle{30};
 
  private:
+  struct Session {
+    std::shared_ptr<const tls::ClientContext> context;
+    tls::SslSessionPtr session;
+  };
   std::unordered_map<const HostStats*, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
+  std::unordered_map<const HostStats*, Session> sessions_;
 };
 
 }  // namespace ward::upstream

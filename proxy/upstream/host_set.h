@@ -34,6 +34,7 @@ inline int64_t steady_now_ms() {
 
 struct Host {
   std::string name;  // "127.0.0.1:9001", as configured (or resolved) - the metrics label
+  std::string host;  // the configured host, no port or brackets: what upstream TLS verifies
   boost::asio::ip::tcp::endpoint endpoint;
   uint32_t weight = 1;
   std::shared_ptr<HostStats> stats;

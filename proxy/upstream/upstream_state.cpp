@@ -58,6 +58,7 @@ void UpstreamRegistry::apply_static(const config::Upstream& upstream) {
     }
     Host host;
     host.name = server.address.text;
+    host.host = server.address.host;
     host.endpoint = boost::asio::ip::tcp::endpoint(
         boost::asio::ip::make_address(server.address.host), server.address.port);
     host.weight = server.weight;

@@ -369,12 +369,15 @@ class ProcessGroup:
 class Whoami:
     """A ward-whoami upstream on a loopback port it picked itself."""
 
-    def __init__(self, group, name, unhealthy_file=None, threads=1, deadline=10.0):
+    def __init__(self, group, name, unhealthy_file=None, threads=1, deadline=10.0, tls=None):
+        """`tls`: a (cert, key) pair of files: the upstream speaks HTTPS."""
         require_binary(WHOAMI_BIN, "WHOAMI_BIN")
         self.name = name
         args = [WHOAMI_BIN, "--name", name, "--listen", f"{HOST}:0", "--threads", str(threads)]
         if unhealthy_file:
             args += ["--unhealthy-file", str(unhealthy_file)]
+        if tls:
+            args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         self.proc = group.track(subprocess.Popen(args, stdout=subprocess.PIPE,
                                                  stderr=subprocess.PIPE))
         ready, _, _ = select.select([self.proc.stdout], [], [], deadline)

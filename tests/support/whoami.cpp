@@ -24,15 +24,19 @@
 // and the connections accepted so far. Tests use it to prove that a request
 // ward rejected never reached the upstream.
 // Bodies are streamed and hashed in both directions, never held whole.
+// With --tls-cert FILE --tls-key FILE it speaks HTTPS (and WSS) instead, for
+// the upstream TLS tests.
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -67,6 +71,8 @@ struct Options {
   std::string name = "whoami";
   std::string listen = "127.0.0.1:0";
   std::string unhealthy_file;
+  std::string tls_cert;  // with tls_key: serve HTTPS
+  std::string tls_key;
   int threads = 1;
 };
 
@@ -208,9 +214,10 @@ struct Behaviour {
 // lays out some frames wrongly for `if (!co_await f())` and `co_await a &&
 // co_await b`, so a failed read or write sets ok_ instead of returning a
 // value to test, and every later step is a no-op once ok_ is false.
+template <typename Stream>
 class Exchange {
  public:
-  Exchange(tcp::socket& sock, beast::flat_buffer& buffer, const Options& opt, Counters& counters)
+  Exchange(Stream& sock, beast::flat_buffer& buffer, const Options& opt, Counters& counters)
       : sock_(sock), buffer_(buffer), opt_(opt), counters_(counters) {
     parser_.header_limit(kHeaderLimit);
     parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -271,7 +278,7 @@ class Exchange {
   // Echoes each message with the server's name in front, until a close or an
   // error; each read is bounded (a test upstream must not hang a test).
   asio::awaitable<void> answer_websocket() {
-    beast::websocket::stream<tcp::socket&> ws(sock_);
+    beast::websocket::stream<Stream&> ws(sock_);
     ws.set_option(beast::websocket::stream_base::timeout{std::chrono::seconds(10),
                                                          std::chrono::seconds(30), false});
     ws.read_message_max(1 << 20);
@@ -487,7 +494,7 @@ class Exchange {
     }
   }
 
-  tcp::socket& sock_;
+  Stream& sock_;
   beast::flat_buffer& buffer_;
   const Options& opt_;
   Counters& counters_;
@@ -505,26 +512,71 @@ class Exchange {
   bool body_allowed_ = true;
 };
 
-asio::awaitable<void> serve(tcp::socket sock, const Options& opt, Counters& counters) {
-  counters.connections++;
+template <typename Stream>
+asio::awaitable<void> serve_requests(Stream& stream, const Options& opt, Counters& counters) {
   beast::flat_buffer buffer;
   for (bool again = true; again;) {
-    Exchange exchange(sock, buffer, opt, counters);  // named: GCC 12 mishandles
-    again = co_await exchange.run();                 // temporaries in co_await
+    Exchange<Stream> exchange(stream, buffer, opt, counters);  // named: GCC 12 mishandles
+    again = co_await exchange.run();                           // temporaries in co_await
   }
+}
+
+asio::awaitable<void> serve(tcp::socket sock, const Options& opt, Counters& counters) {
+  counters.connections++;
+  co_await serve_requests(sock, opt, counters);
   beast::error_code ec;
   sock.shutdown(tcp::socket::shutdown_send, ec);
   sock.close(ec);
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, const Options& opt, Counters& counters) {
+asio::awaitable<void> serve_tls(tcp::socket sock, asio::ssl::context& tls, const Options& opt,
+                                Counters& counters) {
+  counters.connections++;
+  asio::ssl::stream<tcp::socket> stream(std::move(sock), tls);
+  // Every wait of the handshake and the close is bounded: a test upstream
+  // must not hang a test.
+  asio::steady_timer timer(stream.get_executor(), std::chrono::seconds(10));
+  timer.async_wait([&stream](const beast::error_code& ec) {
+    if (!ec) {
+      beast::error_code ignored;
+      stream.next_layer().cancel(ignored);
+    }
+  });
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+  timer.cancel();
+  if (!hec) {
+    co_await serve_requests(stream, opt, counters);
+    timer.expires_after(std::chrono::seconds(2));
+    timer.async_wait([&stream](const beast::error_code& ec) {
+      if (!ec) {
+        beast::error_code ignored;
+        stream.next_layer().cancel(ignored);
+      }
+    });
+    auto [sec] = co_await stream.async_shutdown(kTuple);  // close_notify both ways
+    (void)sec;
+    timer.cancel();
+  }
+  beast::error_code ec;
+  stream.next_layer().shutdown(tcp::socket::shutdown_send, ec);
+  stream.next_layer().close(ec);
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, asio::ssl::context* tls,
+                                  const Options& opt, Counters& counters) {
   for (;;) {
     auto [ec, sock] = co_await acceptor.async_accept(kTuple);
     if (ec) {
       continue;
     }
     sock.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(acceptor.get_executor(), serve(std::move(sock), opt, counters), asio::detached);
+    if (tls != nullptr) {
+      asio::co_spawn(acceptor.get_executor(), serve_tls(std::move(sock), *tls, opt, counters),
+                     asio::detached);
+    } else {
+      asio::co_spawn(acceptor.get_executor(), serve(std::move(sock), opt, counters),
+                     asio::detached);
+    }
   }
 }
 
@@ -551,7 +603,7 @@ Options parse_args(int argc, char** argv) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::cout << "usage: ward-whoami [--name NAME] [--listen HOST:PORT] "
-                   "[--unhealthy-file PATH] [--threads N]\n";
+                   "[--unhealthy-file PATH] [--threads N] [--tls-cert FILE --tls-key FILE]\n";
       std::exit(0);
     }
     if (i + 1 >= argc) {
@@ -564,11 +616,18 @@ Options parse_args(int argc, char** argv) {
       opt.listen = value;
     } else if (arg == "--unhealthy-file") {
       opt.unhealthy_file = value;
+    } else if (arg == "--tls-cert") {
+      opt.tls_cert = value;
+    } else if (arg == "--tls-key") {
+      opt.tls_key = value;
     } else if (arg == "--threads") {
       opt.threads = std::max(1, to_number<int>(value, 1));
     } else {
       throw std::invalid_argument("unknown option " + std::string(arg));
     }
+  }
+  if (opt.tls_cert.empty() != opt.tls_key.empty()) {
+    throw std::invalid_argument("--tls-cert and --tls-key go together");
   }
   return opt;
 }
@@ -591,7 +650,13 @@ int main(int argc, char** argv) {
       host = "[" + host + "]";
     }
     std::cout << "listening " << host << ":" << bound.port() << std::endl;  // flushed
-    asio::co_spawn(io, accept_loop(acceptor, opt, counters), asio::detached);
+    std::optional<asio::ssl::context> tls;
+    if (!opt.tls_cert.empty()) {
+      tls.emplace(asio::ssl::context::tls_server);
+      tls->use_certificate_chain_file(opt.tls_cert);
+      tls->use_private_key_file(opt.tls_key, asio::ssl::context::pem);
+    }
+    asio::co_spawn(io, accept_loop(acceptor, tls ? &*tls : nullptr, opt, counters), asio::detached);
     std::vector<std::jthread> extra;
     for (int i = 1; i < opt.threads; ++i) {
       extra.emplace_back([&io] { io.run(); });

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -706,6 +707,51 @@ TEST_F(TlsStreamTest, ClosedSocketIsNeverTouched) {
   EXPECT_EQ(ec, asio::error::bad_descriptor);
   shutdown(*server_);  // no close_notify on a descriptor that is not ours
   EXPECT_EQ(SSL_get_shutdown(server_->native_handle()), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+}
+
+// ---------------------------------------------------------------------------
+// poll_idle: a client connection resting in an upstream pool
+
+bool socket_readable(tcp::socket& s) {
+  char byte;
+  return ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+TEST_F(TlsStreamTest, PollIdleTakesSessionTicketsAndStaysIdle) {
+  establish();
+  // TLS 1.3: the server's tickets follow the handshake. Readable, yet not
+  // a byte of application data.
+  ASSERT_TRUE(socket_readable(client_socket_));
+  SSL* ssl = client_->native_handle();
+  EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get0_session(ssl)), 0);
+  EXPECT_TRUE(client_->poll_idle());
+  EXPECT_FALSE(socket_readable(client_socket_));
+  EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get0_session(ssl)), 1);  // a session to reuse
+  EXPECT_TRUE(client_->poll_idle());                              // nothing at all: idle too
+  // And the stream carries the next exchange.
+  send(*client_, *server_, "GET / HTTP/1.1\r\n\r\n");
+  send(*server_, *client_, "HTTP/1.1 204 No Content\r\n\r\n");
+  EXPECT_TRUE(client_->poll_idle());
+}
+
+TEST_F(TlsStreamTest, PollIdleRefusesApplicationDataNobodyAskedFor) {
+  establish();
+  spawn([&]() -> asio::awaitable<void> { co_await server_->write(asio::buffer("HTTP/1.1", 8)); });
+  run();
+  EXPECT_FALSE(client_->poll_idle());
+}
+
+TEST_F(TlsStreamTest, PollIdleSeesCloseNotify) {
+  establish();
+  shutdown(*server_);
+  EXPECT_FALSE(client_->poll_idle());
+}
+
+TEST_F(TlsStreamTest, PollIdleSeesATcpCloseWithoutCloseNotify) {
+  establish();
+  server_.reset();
+  server_socket_.close();  // FIN, no close_notify
+  EXPECT_FALSE(client_->poll_idle());
 }
 
 TEST(StreamErrorTest, CategoryIsTlsAndMessagesAreDistinct) {

@@ -1,0 +1,119 @@
+#include "proxy/upstream/upstream_connection.h"
+
+#include <openssl/x509.h>
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+
+// Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
+// condition or a ternary, `co_return co_await`). Every co_await here is a
+// plain statement or initializes a variable.
+
+namespace ward::upstream {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+}  // namespace
+
+void UpstreamConnection::start_tls(std::shared_ptr<const tls::ClientContext> context,
+                                   tls::SslPtr ssl) {
+  tls_context = std::move(context);
+  tls_stream = std::make_unique<tls::TlsStream>(socket, std::move(ssl));
+  tls_stream->set_deadline(&deadline);
+}
+
+asio::awaitable<error_code> UpstreamConnection::handshake() {
+  if (!tls_stream) {
+    co_return error_code{};
+  }
+  error_code ec = co_await tls_stream->handshake();
+  co_return ec;
+}
+
+asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::read_some(
+    asio::mutable_buffer b) {
+  if (tls_stream) {
+    auto [ec, n] = co_await tls_stream->read_some(b);
+    co_return IoResult{ec, n};
+  }
+  auto [ec, n] = co_await socket.async_read_some(b, kNoThrow);
+  co_return IoResult{ec, n};
+}
+
+asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::write(
+    const std::vector<asio::const_buffer>& pieces) {
+  if (tls_stream) {
+    auto [ec, n] = co_await tls_stream->write(pieces);
+    co_return IoResult{ec, n};
+  }
+  auto [ec, n] = co_await asio::async_write(socket, pieces, kNoThrow);
+  co_return IoResult{ec, n};
+}
+
+asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::write(asio::const_buffer b) {
+  if (tls_stream) {
+    auto [ec, n] = co_await tls_stream->write(b);
+    co_return IoResult{ec, n};
+  }
+  auto [ec, n] = co_await asio::async_write(socket, b, kNoThrow);
+  co_return IoResult{ec, n};
+}
+
+asio::awaitable<void> UpstreamConnection::shutdown_send() {
+  if (tls_stream) {
+    co_await tls_stream->shutdown();  // close_notify: the TLS way to half-close
+  }
+  error_code ignored;
+  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+std::string UpstreamConnection::tls_failure(const error_code& ec) const {
+  if (!tls_stream || ec != tls::StreamError::handshake_failed) {
+    return ec.message();
+  }
+  SSL* ssl = tls_stream->native_handle();
+  long verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK) {
+    std::string why = "certificate verify failed: ";
+    why += X509_verify_cert_error_string(verify);
+    const char* name = X509_VERIFY_PARAM_get0_host(SSL_get0_param(ssl), 0);
+    if (name != nullptr) {
+      why += std::string(" (verifying \"") + name + "\")";
+    }
+    return why;
+  }
+  std::string_view reason = tls_stream->openssl_reason();
+  return reason.empty() ? ec.message() : std::string(reason);
+}
+
+bool UpstreamConnection::still_idle() {
+  char byte;
+  ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  bool quiet = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  if (!tls_stream) {
+    return quiet;  // any byte, a FIN or an error: not reusable
+  }
+  if (n == 0 || (n < 0 && !quiet)) {
+    return false;  // FIN without close_notify, or a socket error
+  }
+  if (quiet && !tls_stream->has_buffered_data()) {
+    return true;
+  }
+  // Readable is not a verdict on TLS: a TLS 1.3 server sends its session
+  // tickets after the handshake, possibly after the response, and they are
+  // records, not HTTP bytes. Let OpenSSL read what is there without
+  // waiting; only application data, close_notify or an error disqualify.
+  // (Accepting "readable" blindly would leave a closed connection to the
+  // retry logic, which cannot replay requests with a body.)
+  return tls_stream->poll_idle();
+}
+
+}  // namespace ward::upstream
