@@ -606,34 +606,21 @@ asio::awaitable<bool> H1Session::handshake() {
   co_return true;
 }
 
+// Plain functions handing back tls::read_some / tls::write's awaitable: no
+// coroutine frame of their own on the hot path.
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_read(
     asio::mutable_buffer b) {
-  if (tls_stream_) {
-    auto r = co_await tls_stream_->read_some(b);
-    co_return r;
-  }
-  auto r = co_await socket_.async_read_some(b, kNoThrow);
-  co_return r;
+  return tls::read_some(socket_, tls_stream_.get(), b);
 }
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
     const std::vector<asio::const_buffer>& pieces) {
-  if (tls_stream_) {
-    auto r = co_await tls_stream_->write(pieces);
-    co_return r;
-  }
-  auto r = co_await asio::async_write(socket_, pieces, kNoThrow);
-  co_return r;
+  return tls::write(socket_, tls_stream_.get(), pieces);
 }
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
     asio::const_buffer b) {
-  if (tls_stream_) {
-    auto r = co_await tls_stream_->write(b);
-    co_return r;
-  }
-  auto r = co_await asio::async_write(socket_, b, kNoThrow);
-  co_return r;
+  return tls::write(socket_, tls_stream_.get(), b);
 }
 
 void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {

@@ -489,13 +489,7 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
     if (!buffer) {
       buffer.reset(new char[kReadBuffer]);
     }
-    std::tuple<boost::system::error_code, size_t> r;
-    if (tls_ != nullptr) {
-      r = co_await tls_->read_some(asio::buffer(buffer.get(), kReadBuffer));
-    } else {
-      r = co_await socket_.async_read_some(asio::buffer(buffer.get(), kReadBuffer), kNoThrow);
-    }
-    auto [ec, n] = r;
+    auto [ec, n] = co_await tls::read_some(socket_, tls_, asio::buffer(buffer.get(), kReadBuffer));
     if (ec) {
       say_goodbye_if_idle();
       break;
@@ -552,14 +546,9 @@ asio::awaitable<void> H2Connection::write_loop() {
       if (!reader_done_) {
         deadline_.expires_after(body_timeout);
       }
-      std::tuple<boost::system::error_code, size_t> r;
-      if (tls_ != nullptr) {
-        r = co_await tls_->write(asio::buffer(wbuf_));
-      } else {
-        r = co_await asio::async_write(socket_, asio::buffer(wbuf_), kNoThrow);
-      }
+      auto [wec, wn] = co_await tls::write(socket_, tls_, asio::buffer(wbuf_));
       writing_ = false;
-      if (std::get<0>(r)) {
+      if (wec) {
         break;
       }
       if (!reader_done_) {

@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -21,6 +22,7 @@
 namespace ward::tls {
 
 namespace asio = boost::asio;
+using asio::ip::tcp;
 using boost::system::error_code;
 
 namespace {
@@ -499,6 +501,36 @@ error_code TlsStream::wait_failure(error_code ec, int ssl_error) {
     failed_ = ec;  // part of a KeyUpdate or alert is queued: only its retry may follow
   }
   return ec;
+}
+
+asio::awaitable<TlsStream::IoResult> read_some(tcp::socket& socket, TlsStream* tls,
+                                               asio::mutable_buffer b) {
+  if (tls != nullptr) {
+    auto r = co_await tls->read_some(b);
+    co_return r;
+  }
+  auto r = co_await socket.async_read_some(b, kNoThrow);
+  co_return r;
+}
+
+asio::awaitable<TlsStream::IoResult> write(tcp::socket& socket, TlsStream* tls,
+                                           const std::vector<asio::const_buffer>& pieces) {
+  if (tls != nullptr) {
+    auto r = co_await tls->write(pieces);
+    co_return r;
+  }
+  auto r = co_await asio::async_write(socket, pieces, kNoThrow);
+  co_return r;
+}
+
+asio::awaitable<TlsStream::IoResult> write(tcp::socket& socket, TlsStream* tls,
+                                           asio::const_buffer b) {
+  if (tls != nullptr) {
+    auto r = co_await tls->write(b);
+    co_return r;
+  }
+  auto r = co_await asio::async_write(socket, b, kNoThrow);
+  co_return r;
 }
 
 }  // namespace ward::tls

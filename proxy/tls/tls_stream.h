@@ -170,6 +170,18 @@ class TlsStream {
   bool shutdown_done_ = false;
 };
 
+// A connection's byte I/O whichever it is: through `tls` when it is set,
+// else straight on `socket`. For the downstream session, the HTTP/2 codec
+// and upstream connections alike, so none of them repeats the dispatch.
+boost::asio::awaitable<TlsStream::IoResult> read_some(boost::asio::ip::tcp::socket& socket,
+                                                      TlsStream* tls,
+                                                      boost::asio::mutable_buffer b);
+boost::asio::awaitable<TlsStream::IoResult> write(
+    boost::asio::ip::tcp::socket& socket, TlsStream* tls,
+    const std::vector<boost::asio::const_buffer>& pieces);
+boost::asio::awaitable<TlsStream::IoResult> write(boost::asio::ip::tcp::socket& socket,
+                                                  TlsStream* tls, boost::asio::const_buffer b);
+
 }  // namespace ward::tls
 
 template <>

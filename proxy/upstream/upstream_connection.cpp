@@ -3,9 +3,6 @@
 #include <openssl/x509.h>
 #include <sys/socket.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <cerrno>
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
@@ -16,12 +13,6 @@ namespace ward::upstream {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
-
-namespace {
-
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-
-}  // namespace
 
 void UpstreamConnection::start_tls(std::shared_ptr<const tls::ClientContext> context,
                                    tls::SslPtr ssl) {
@@ -38,33 +29,20 @@ asio::awaitable<error_code> UpstreamConnection::handshake() {
   co_return ec;
 }
 
+// Plain functions handing back tls::read_some / tls::write's awaitable: no
+// coroutine frame of their own on the hot path.
 asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::read_some(
     asio::mutable_buffer b) {
-  if (tls_stream) {
-    auto [ec, n] = co_await tls_stream->read_some(b);
-    co_return IoResult{ec, n};
-  }
-  auto [ec, n] = co_await socket.async_read_some(b, kNoThrow);
-  co_return IoResult{ec, n};
+  return tls::read_some(socket, tls_stream.get(), b);
 }
 
 asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::write(
     const std::vector<asio::const_buffer>& pieces) {
-  if (tls_stream) {
-    auto [ec, n] = co_await tls_stream->write(pieces);
-    co_return IoResult{ec, n};
-  }
-  auto [ec, n] = co_await asio::async_write(socket, pieces, kNoThrow);
-  co_return IoResult{ec, n};
+  return tls::write(socket, tls_stream.get(), pieces);
 }
 
 asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::write(asio::const_buffer b) {
-  if (tls_stream) {
-    auto [ec, n] = co_await tls_stream->write(b);
-    co_return IoResult{ec, n};
-  }
-  auto [ec, n] = co_await asio::async_write(socket, b, kNoThrow);
-  co_return IoResult{ec, n};
+  return tls::write(socket, tls_stream.get(), b);
 }
 
 asio::awaitable<void> UpstreamConnection::shutdown_send() {
