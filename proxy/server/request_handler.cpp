@@ -170,6 +170,13 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
   tried.clear();
   int fail_status = 502;
   uint32_t attempts = 1 + ucfg.retries;
+  // A replayable request that died on a pooled connection before any
+  // response byte (the keep-alive race: the server closed it as we sent) is
+  // sent once more on a new connection without spending a retry: the
+  // failure is the pool's, not the server's, and `retries: 0` must not turn
+  // it into a 502.
+  bool race_retry_left = true;
+  bool fresh_only = false;
   for (uint32_t attempt = 0; attempt < attempts; ++attempt) {
     upstream::PickContext pctx;
     pctx.now_ms = upstream::steady_now_ms();
@@ -187,7 +194,17 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
     tried.push_back(static_cast<size_t>(index));
     ex.upstream_server = host.name;
 
-    auto conn = worker_.pool().take(host.stats.get());
+    // A request that could not be replayed gets a connection checked with a
+    // peek however recently it was pooled (see ConnectionPool::kTrustIdle).
+    const bool replayable =
+        req_.idempotent() && !ex.body_taken &&
+        (req_.body == http::BodyKind::none ||
+         (req_.body == http::BodyKind::content_length && req_.content_length == 0));
+    std::unique_ptr<upstream::UpstreamConnection> conn;
+    if (!fresh_only) {
+      conn = worker_.pool().take(host.stats.get(), replayable);
+    }
+    const bool reused = conn != nullptr;
     if (!conn) {
       conn = co_await connect(host, ucfg.connect_timeout,
                               snap.route_upstream_tls[static_cast<size_t>(ex.route)]);
@@ -234,6 +251,14 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
       }
       co_return;
     }
+    if (outcome == Outcome::retry && reused && race_retry_left) {
+      race_retry_left = false;
+      fresh_only = true;
+      tried.pop_back();  // the server is not at fault: it may be picked again
+      --attempt;
+      continue;
+    }
+    fresh_only = false;
     host.stats->failures.fetch_add(1, std::memory_order_relaxed);
     metrics.upstream_requests.inc(worker_.index(), {ucfg.name, host.name, "error"});
     if (outcome == Outcome::fail) {

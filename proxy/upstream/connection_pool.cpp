@@ -2,7 +2,7 @@
 
 namespace ward::upstream {
 
-std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host) {
+std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host, bool replayable) {
   auto it = idle_.find(host);
   if (it == idle_.end()) {
     return nullptr;
@@ -12,7 +12,11 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host) 
   while (!stack.empty()) {
     auto conn = std::move(stack.back());
     stack.pop_back();
-    if (now - conn->idle_since < kMaxIdle && conn->still_idle()) {
+    auto idle = now - conn->idle_since;
+    if (idle >= kMaxIdle) {
+      continue;
+    }
+    if ((replayable && idle < kTrustIdle) || conn->still_idle()) {
       return conn;
     }
   }

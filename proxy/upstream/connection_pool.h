@@ -14,12 +14,16 @@ namespace ward::upstream {
 
 // The idle keep-alive connections of one worker, per server (Envoy's
 // thread-local pools): no lock, no sharing. A connection is reused LIFO (the
-// warmest one) after a non-blocking peek shows the server has not closed it or
-// sent anything unexpected; stale ones are dropped on the way.
+// warmest one), after a non-blocking peek shows the server has not closed it
+// nor sent anything unexpected (skipped for fresh ones when the request can
+// be replayed: see kTrustIdle); stale ones are dropped on the way.
 class ConnectionPool {
  public:
-  // An idle, live connection to `host`, or null.
-  std::unique_ptr<UpstreamConnection> take(const HostStats* host);
+  // An idle, live connection to `host`, or null. `replayable`: the caller
+  // can send its request again should the connection prove dead (an
+  // idempotent request without a body), so one pooled less than kTrustIdle
+  // ago is taken without the peek.
+  std::unique_ptr<UpstreamConnection> take(const HostStats* host, bool replayable);
   // Keeps `conn` for reuse, up to `keepalive` idle connections per server;
   // beyond that (or keepalive 0) it is closed.
   void put(std::unique_ptr<UpstreamConnection> conn, uint32_t keepalive);
@@ -42,6 +46,16 @@ class ConnectionPool {
   // commonly drop idle keep-alive connections after 60 s or more, and a
   // connection they are about to close is a wasted request and a retry.
   static constexpr std::chrono::seconds kMaxIdle{30};
+  // A connection back in the pool for less than this is reused without the
+  // peek for a replayable request. Under load connections rest for
+  // microseconds to milliseconds, and the peek was one recv() per request
+  // (of six syscalls in all). Servers close idle keep-alive connections
+  // after seconds (gunicorn 2 s, Node.js and Apache 5 s, nginx 75 s), so a
+  // connection this fresh is open unless the server crashed, restarted or
+  // closed without saying so; and if it was not, the request is sent again
+  // on a new connection (RequestHandler::proxy's keep-alive race retry).
+  // Requests that cannot be replayed always get the peek.
+  static constexpr std::chrono::milliseconds kTrustIdle{1000};
 
  private:
   struct Session {

@@ -1,6 +1,10 @@
 """Balancing, retries, 502/503, and upstream keep-alive reuse."""
 
 import collections
+import socket
+import threading
+
+import pytest
 
 from harness import base_config, free_port, wait_for
 
@@ -110,3 +114,110 @@ def test_all_servers_unhealthy_is_503(group, tmp_path):
     flag.unlink()
     wait_for(lambda: ward.get("/").status == 200, 10, "the server to return to service")
     wait_for(lambda: ward.admin("/readyz").status == 200, 10, "/readyz 200 again")
+
+
+class ClosingUpstream:
+    """An HTTP/1.1 server that answers one request per connection and then
+    closes it without saying so (no "Connection: close"): what a server does
+    when its keep-alive timeout fires, compressed to no time at all. Counts
+    the connections it accepted and the requests it answered; `closed` is set
+    each time it has closed one."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.accepted = 0
+        self.answered = 0
+        self.closed = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    while len(body) < length:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        body += chunk
+                    if b"\r\n\r\n" in data:
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        self.answered += 1
+                except OSError:
+                    pass
+            self.closed.set()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def closing_upstream():
+    up = ClosingUpstream()
+    yield up
+    up.close()
+
+
+def test_keepalive_race_is_retried_on_a_new_connection_without_retries(group, closing_upstream):
+    # The pooled connection is dead by the time it is reused (and, reused
+    # within a second, taken without a look). A GET may be sent again, so it
+    # goes out once more on a new connection, even with retries: 0: the
+    # failure was the pool's, not the server's.
+    up = closing_upstream
+    ward = group.ward(base_config({"app": {"servers": [up.address], "retries": 0,
+                                           "keepalive": 8}}))
+    for i in range(5):
+        up.closed.clear()
+        r = ward.get(f"/{i}")
+        assert r.status == 200, (i, r)
+        assert r.body == b"ok"
+    assert up.answered == 5
+    m = ward.metrics()
+    # Every request after the first found the pooled connection dead, paid
+    # one failed attempt, and was answered on a new connection.
+    assert m.value("ward_upstream_connections_created_total", upstream="app") == 5
+    assert m.value("ward_upstream_connections_reused_total", upstream="app") == 4
+
+
+def test_request_with_body_never_goes_out_on_a_connection_the_server_closed(
+        group, closing_upstream):
+    # A POST cannot be replayed, so the pool looks before reusing: the
+    # server's FIN has arrived (we wait for it), the connection is dropped,
+    # and the POST goes out on a new one. Without the look it would be 502.
+    up = closing_upstream
+    ward = group.ward(base_config({"app": {"servers": [up.address], "retries": 0,
+                                           "keepalive": 8}}))
+    for i in range(5):
+        up.closed.clear()
+        r = ward.request("POST", f"/{i}", body=b"payload-%d" % i)
+        assert r.status == 200, (i, r)
+        assert up.closed.wait(5), "the upstream never closed its connection"
+    assert up.answered == 5
+    m = ward.metrics()
+    assert m.value("ward_upstream_connections_created_total", upstream="app") == 5
+    assert (m.value("ward_upstream_connections_reused_total", upstream="app") or 0) == 0
