@@ -576,6 +576,12 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
         co_return Outcome::fail;
       }
     }
+    if (duplex != nullptr && duplex->client_status != 0) {
+      // The body side failed before this read was waiting (its cancel found
+      // nothing to end); nothing would bound this read then.
+      fail_status = 502;
+      co_return Outcome::fail;
+    }
     auto [ec, n] =
         co_await conn.read_some(asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()));
     if (ec) {
