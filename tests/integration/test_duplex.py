@@ -222,6 +222,34 @@ def test_http2_early_413_ends_the_stream_and_resets_the_upload(group, early):
     assert log_entry(ward, "/up")["status"] == 413
 
 
+# ---------------------------------------------------------------- request_timeout
+
+@pytest.mark.slow
+def test_request_timeout_counts_from_the_end_of_the_body(group):
+    # request_timeout is the time to the response head once the request is
+    # sent: an upload slower than it is fine (each wait is body_timeout's),
+    # and an upstream silent for request_timeout after the body gets a 504.
+    ward, _ = fresh(group, request_timeout="1s", body_timeout="5s")
+    piece = pattern_bytes(1000)
+    with ward.conn(timeout=slack(10)) as c:
+        c.send(f"POST /slow-upload HTTP/1.1\r\nHost: h\r\nContent-Length: {4 * len(piece)}\r\n\r\n"
+               .encode() + piece)
+        for _ in range(3):  # 3 x 0.6 s: the upload outlasts request_timeout
+            assert c.nothing_within(0.6), c.sock.recv(200)
+            c.send(piece)
+        r = c.read_response()
+        assert r.status == 200
+        assert r.json()["body_bytes"] == 4 * len(piece)
+    with ward.conn(timeout=slack(10)) as c:
+        c.send(f"POST /late?delay=5000 HTTP/1.1\r\nHost: h\r\nContent-Length: {len(piece)}\r\n\r\n"
+               .encode() + piece)
+        start = time.monotonic()
+        r = c.read_response()
+        elapsed = time.monotonic() - start
+    assert r.status == 504
+    assert 0.9 <= elapsed <= slack(1) + 1, elapsed
+
+
 # ---------------------------------------------------------------- body failures
 
 @pytest.fixture(scope="module")
