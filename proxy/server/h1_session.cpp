@@ -32,6 +32,11 @@ namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMinDownstreamBuffer = 32 * 1024;
+// Lingering close (nginx's lingering_time): how long a client that is still
+// sending a body nobody reads may go on before the connection is closed
+// under it.
+constexpr auto kLingerTime = std::chrono::seconds(5);
+using Lane = util::Deadline::Lane;
 
 std::string_view protocol_name(int version_minor) {
   return version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
@@ -150,6 +155,7 @@ asio::awaitable<void> H1Session::run() {
     ++requests_;
     ex.keep_alive = req_.keep_alive && !worker_.draining() && !closing_;
     req_body_ = http::BodyDecoder::for_kind(req_.body, req_.content_length);
+    body_cancelled_ = false;
     // ward answers "Expect: 100-continue" itself once it is ready for the body.
     expect_continue_ = req_.expect_continue;
     if (expect_continue_) {
@@ -157,6 +163,9 @@ asio::awaitable<void> H1Session::run() {
     }
     co_await handle(ex);
     finish(ex);
+    if (!ex.request_body_done && ex.status != 499) {
+      linger_ = true;  // the client may still be sending the body
+    }
     if (!ex.keep_alive || closing_) {
       break;
     }
@@ -167,7 +176,31 @@ asio::awaitable<void> H1Session::run() {
   }
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  if (linger_) {
+    co_await linger();
+  }
   socket_.close(ignored);
+}
+
+// RFC 9112 9.6: closing a connection with unread bytes in it sends a reset,
+// and the client's TCP may then drop the response before the client read
+// it (an upload answered early with 413 would end in "connection reset").
+// So, after the half-close, read and drop what the client still sends until
+// it closes too, as nginx's lingering close does: for at most kLingerTime,
+// into the buffer that is there anyway. Raw bytes: after close_notify
+// nothing the client sends is read as TLS any more.
+asio::awaitable<void> H1Session::linger() {
+  deadline_.reset(Lane::second);
+  deadline_.expires_after(kLingerTime);
+  in_.consume(in_.size());
+  for (;;) {
+    auto [ec, n] = co_await socket_.async_read_some(
+        asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+    if (ec) {
+      break;  // the client's close, a reset, or kLingerTime
+    }
+  }
+  deadline_.clear();
 }
 
 asio::awaitable<void> H1Session::serve_h2(std::string_view preread) {
@@ -208,14 +241,29 @@ asio::awaitable<RequestHandler::BodyPiece> H1Session::read_body(Exchange& ex) {
       piece.end = true;
       co_return piece;
     }
+    if (body_cancelled_) {
+      piece.fail_status = 499;  // nobody takes the rest: the caller ignores this
+      co_return piece;
+    }
+    // The main lane: the response may be going down at the same time on
+    // the second one (full duplex), each bounded on its own.
     deadline_.expires_after(lim.body_timeout);
     auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
     if (ec) {
       piece.fail_status = deadline_.expired() ? 408 : 499;
       co_return piece;
     }
+    // This wait is over: its deadline must not fire while the body is
+    // written upstream, cancelling a response write in flight.
+    deadline_.reset(Lane::main);
     in_.commit(n);
   }
+}
+
+void H1Session::cancel_body() {
+  body_cancelled_ = true;
+  boost::system::error_code ignored;
+  socket_.cancel(ignored);  // the response side is done: only a body read can be waiting
 }
 
 void H1Session::body_consumed() {
@@ -224,6 +272,9 @@ void H1Session::body_consumed() {
 }
 
 asio::awaitable<bool> H1Session::before_body(Exchange&) {
+  // The head's deadline is done with: left armed, it could fire while the
+  // body and the response move at once and cancel one of them.
+  deadline_.reset(Lane::main);
   if (!expect_continue_ || !in_.empty()) {
     co_return true;  // no Expect, or the client sent its body without waiting
   }
@@ -231,6 +282,9 @@ asio::awaitable<bool> H1Session::before_body(Exchange&) {
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
   deadline_.expires_after(limits().body_timeout);
   auto [ec, n] = co_await down_write(asio::buffer(kContinue));
+  if (!ec) {
+    deadline_.reset(Lane::main);
+  }
   co_return !ec;
 }
 
@@ -264,9 +318,15 @@ asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view da
   if (gather_.empty()) {
     co_return true;
   }
-  deadline_.expires_after(limits().body_timeout);
+  // While the request body is still being read (full duplex), the reads
+  // own the main lane; these writes take the second.
+  const Lane lane = ex.request_body_done ? Lane::main : Lane::second;
+  deadline_.expires_after(limits().body_timeout, lane);
   auto [ec, n] = co_await down_write(gather_);
   head_pending_ = false;
+  if (!ec && lane == Lane::second) {
+    deadline_.reset(Lane::second);
+  }
   co_return !ec;
 }
 

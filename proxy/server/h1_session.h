@@ -53,6 +53,7 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
 
   // RequestHandler's codec hooks.
   boost::asio::awaitable<BodyPiece> read_body(Exchange& ex) override;
+  void cancel_body() override;
   void body_consumed() override;
   boost::asio::awaitable<bool> before_body(Exchange& ex) override;
   bool response_head(Exchange& ex) override;
@@ -72,6 +73,9 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   // v1/v2 header, bounded by header_timeout, and takes the client address
   // from it (decide_proxy_source); false = close without a word.
   boost::asio::awaitable<bool> read_proxy_header();
+  // Before closing a connection whose client may still be sending a body
+  // nobody read: half-close, then drop what comes, for a bounded time.
+  boost::asio::awaitable<void> linger();
   // TLS listeners: the handshake, bounded by header_timeout; false = close.
   boost::asio::awaitable<bool> handshake();
   // Downstream I/O, over TLS when the listener has it.
@@ -102,6 +106,8 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   bool chunked_down_ = false;     // the current response is chunk-framed toward the client
   bool head_pending_ = false;     // head_out_ holds a head not yet written
   bool expect_continue_ = false;  // the client waits for "100 Continue" before its body
+  bool body_cancelled_ = false;   // cancel_body(): read_body returns at once
+  bool linger_ = false;           // a request body was left unread: lingering close
   bool idle_ = false;             // waiting for the first byte of a request
   bool closing_ = false;          // drain asked to close after the current response
   bool counted_ = false;          // counted in the process-wide connection count

@@ -64,6 +64,7 @@ class H2Stream : public RequestHandler {
         conn_(conn),
         id_(id),
         event_(conn.socket_.get_executor()),
+        body_event_(conn.socket_.get_executor()),
         builder_(req_, limits().max_header_size, limits().max_uri_size) {
     peer_ = conn.peer_;
     peer_text_ = conn.peer_text_;
@@ -92,12 +93,12 @@ class H2Stream : public RequestHandler {
   void on_data(const uint8_t* data, size_t len) {
     received_ += len;
     body_in_.append(reinterpret_cast<const char*>(data), len);
-    event_.notify();
+    body_event_.notify();
   }
 
   void on_request_end() {
     request_ended_ = true;
-    event_.notify();
+    body_event_.notify();
   }
 
   void on_close(uint32_t error_code) {
@@ -107,6 +108,7 @@ class H2Stream : public RequestHandler {
     closed_ = true;
     close_error_ = error_code;
     event_.notify();
+    body_event_.notify();
     if (auto* up = active_upstream()) {
       boost::system::error_code ignored;
       up->socket.cancel(ignored);  // the client reset the stream: stop the upstream work
@@ -173,8 +175,8 @@ class H2Stream : public RequestHandler {
     BodyPiece piece;
     const auto timeout = ex.snapshot->config->limits.body_timeout;
     for (;;) {
-      if (closed_) {
-        piece.fail_status = 499;
+      if (closed_ || body_cancelled_) {
+        piece.fail_status = 499;  // cancelled: the caller ignores it
         co_return piece;
       }
       if (!body_in_.empty()) {
@@ -188,12 +190,21 @@ class H2Stream : public RequestHandler {
         piece.end = true;
         co_return piece;
       }
-      bool woken = co_await event_.wait(timeout);
-      if (!woken && !closed_ && body_in_.empty() && !request_ended_) {
+      bool woken = co_await body_event_.wait(timeout);
+      if (!woken && !closed_ && !body_cancelled_ && body_in_.empty() && !request_ended_) {
         piece.fail_status = 408;
         co_return piece;
       }
     }
+  }
+
+  // Full duplex: the response is done (or failed) before the body. What
+  // the client still sends is acknowledged once the handler has finished
+  // (release_body), and the codec resets the request side with NO_ERROR
+  // when the response's END_STREAM goes out (on_frame_send).
+  void cancel_body() override {
+    body_cancelled_ = true;
+    body_event_.notify();
   }
 
   void body_consumed() override {
@@ -269,7 +280,10 @@ class H2Stream : public RequestHandler {
         co_return false;  // the client's window stayed shut for body_timeout
       }
     }
-    co_return !closed_;
+    // A stream closed after the whole response went out is a success: an
+    // early answer ends the stream while the client still sends its body
+    // (END_STREAM, then our RST_STREAM NO_ERROR).
+    co_return !closed_ || (out_eof_ && out_off_ == out_.size());
   }
 
   asio::awaitable<void> upgraded(Exchange&, upstream::UpstreamConnection&) override {
@@ -354,7 +368,11 @@ class H2Stream : public RequestHandler {
 
   H2Connection& conn_;
   int32_t id_;
-  util::Event event_;  // data, room, end or reset: the stream coroutine re-checks
+  // Two waiters may run at once (full duplex): the response side waits on
+  // event_ for room in out_, the body side on body_event_ for data. Each
+  // re-checks its condition.
+  util::Event event_;       // room in out_, or a reset
+  util::Event body_event_;  // request body data, its end, a reset or cancel_body()
   http::H2RequestBuilder builder_;
   std::string body_in_;      // request body received, not yet taken
   std::string body_taking_;  // request body being written upstream
@@ -371,11 +389,12 @@ class H2Stream : public RequestHandler {
   bool expect_continue_ = false;
   bool reset_early_ = false;  // closed by the client before the response started
   bool request_ended_ = false;
-  bool submitted_ = false;  // the response HEADERS were submitted
-  bool out_eof_ = false;    // the response body is complete in out_
-  bool deferred_ = false;   // nghttp2 waits for resume()
-  bool closed_ = false;     // nghttp2 closed the stream (done or reset)
-  bool done_ = false;       // the handler finished
+  bool submitted_ = false;       // the response HEADERS were submitted
+  bool out_eof_ = false;         // the response body is complete in out_
+  bool deferred_ = false;        // nghttp2 waits for resume()
+  bool closed_ = false;          // nghttp2 closed the stream (done or reset)
+  bool body_cancelled_ = false;  // cancel_body(): no more request body is taken
+  bool done_ = false;            // the handler finished
 };
 
 H2Connection::H2Connection(Worker& worker, const ListenerInfo& listener,

@@ -1,6 +1,7 @@
 #include "proxy/server/request_handler.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "proxy/http/forwarding.h"
@@ -330,11 +331,10 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
     co_return body_untouched ? Outcome::retry : Outcome::fail;
   }
   if (!ex.request_body_done) {
-    Outcome sent = co_await send_request_body(ex, conn, fail_status);
-    if (sent != Outcome::ok) {
-      co_return sent;
-    }
+    Outcome duplex = co_await forward_duplex(ex, conn, fail_status);
+    co_return duplex;
   }
+  // No body: nothing runs beside the response (the hot path).
   // Retry after sending only an idempotent request without a body (we keep
   // no copy of bodies to replay) whose server closed before any response
   // byte: on a reused connection that is the keep-alive race, on a new one a
@@ -342,7 +342,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   bool retryable = req_.idempotent() && body_untouched &&
                    (req_.body == http::BodyKind::none ||
                     (req_.body == http::BodyKind::content_length && req_.content_length == 0));
-  Outcome head = co_await read_response_head(ex, conn, retryable, fail_status);
+  Outcome head = co_await read_response_head(ex, conn, retryable, fail_status, nullptr);
   if (head != Outcome::ok) {
     co_return head;
   }
@@ -350,35 +350,134 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
     co_await upgraded(ex, conn);
     co_return Outcome::ok;
   }
-  bool relayed = co_await relay_response(ex, conn);
+  bool relayed = co_await relay_response(ex, conn, nullptr);
   co_return relayed ? Outcome::ok : Outcome::fail;
 }
 
-asio::awaitable<RequestHandler::Outcome> RequestHandler::send_request_body(
+// Full duplex, as Envoy does and nginx with proxy_request_buffering off:
+// the response is read while the body is still going up, so an upstream
+// that answers as it reads (an echo, a transcoder, bidirectional gRPC)
+// streams, and one that answers early (413, 401) is heard. Both directions
+// keep their bounded buffers: a slow upstream reader stops the body side
+// from reading the client, a slow client reader stops the response side
+// from reading the upstream.
+//
+// Endings:
+//  - the body side finishes: the response goes on alone, as before;
+//  - the response is complete first (an early answer): the body side is
+//    stopped, the upstream connection is not reused (it is mid-request)
+//    and the client's connection closes after the response (HTTP/2: the
+//    codec resets the request side with NO_ERROR);
+//  - a write upstream fails (the server answered and closed): the body
+//    stops there, the response side still relays what the server said;
+//  - the client fails the body (400, 408, 413, 499): the upstream
+//    connection is cancelled, so the response side stops; the client's
+//    status is answered if no response byte went down yet, else the
+//    exchange is cut short under that status;
+//  - the response side fails: the body side is stopped, and the usual
+//    502/504 is answered when nothing went down yet.
+// Deadlines: the response side's waits are on the connection's main lane
+// (request_timeout to the head, body_timeout per read), the body's writes
+// on the second lane (body_timeout each), so neither moves the other's.
+asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_duplex(
     Exchange& ex, upstream::UpstreamConnection& conn, int& fail_status) {
+  const auto executor = conn.socket.get_executor();
+  BodyRelay relay(executor);
+  relay.running = true;
+  asio::co_spawn(executor, send_body(ex, conn, relay), [&relay](std::exception_ptr) {
+    relay.running = false;
+    relay.ended.notify();
+  });
+
+  Outcome outcome = co_await read_response_head(ex, conn, false, fail_status, &relay);
+  relay.awaiting_head = false;
+  if (outcome == Outcome::ok) {
+    // The head is in: request_timeout must not fire while the response
+    // waits on the client (it would cancel the body's writes too).
+    conn.deadline.reset(util::Deadline::Lane::main);
+    if (resp_.status == 101) {
+      // The tunnel starts after the whole request, as it always did: its
+      // first upstream bytes must not interleave with the body.
+      co_await join_body(relay, conn, false);
+      if (relay.client_status == 0 && !relay.upstream_failed) {
+        co_await upgraded(ex, conn);
+      } else {
+        fail_status = 502;
+        outcome = Outcome::fail;
+      }
+    } else {
+      bool relayed = co_await relay_response(ex, conn, &relay);
+      outcome = relayed ? Outcome::ok : Outcome::fail;
+    }
+  }
+  co_await join_body(relay, conn, true);
+
+  if (!ex.request_body_done) {
+    // The rest of the body is still on its way from the client: this
+    // connection cannot carry another request (HTTP/1.1 closes it).
+    ex.keep_alive = false;
+  }
+  if (outcome == Outcome::ok || relay.client_status == 0) {
+    co_return outcome;
+  }
+  // The client failed the body first (and so cancelled the upstream side).
+  const int status = relay.client_status;
+  fail_status = status == 499 ? 400 : status;
+  if (status == 499 || ex.response_started) {
+    ex.status = status;  // the log says why the exchange was cut short
+  }
+  co_return Outcome::fail;
+}
+
+asio::awaitable<void> RequestHandler::join_body(BodyRelay& relay,
+                                                upstream::UpstreamConnection& conn, bool stop) {
+  if (relay.running && stop) {
+    relay.stop = true;
+    cancel_body();  // a wait on the client
+    conn.cancel();  // a write upstream
+  }
+  while (relay.running) {
+    co_await relay.ended.wait(std::chrono::hours(24));
+  }
+  conn.deadline.reset(util::Deadline::Lane::second);
+}
+
+asio::awaitable<void> RequestHandler::send_body(Exchange& ex, upstream::UpstreamConnection& conn,
+                                                BodyRelay& relay) {
+  using Lane = util::Deadline::Lane;
   const auto& lim = ex.snapshot->config->limits;
   const bool chunked = req_.body == http::BodyKind::chunked;
   char size_line[24];
+  // The request has gone up (or can go no further): from now on the wait
+  // for the response head is request_timeout's, as without a body.
+  auto request_sent = [&] {
+    if (relay.awaiting_head) {
+      conn.deadline.expires_after(lim.request_timeout);
+    }
+  };
+  // The client failed: nothing sane can be relayed, and the upstream
+  // connection is mid-message. Cancelling it ends the response side's wait.
+  auto client_failed = [&](int status) {
+    relay.client_status = status;
+    conn.cancel();
+  };
   for (;;) {
     ex.body_taken = true;
     BodyPiece piece = co_await read_body(ex);
+    if (relay.stop) {
+      co_return;  // the exchange is over, whatever this piece says
+    }
     if (piece.fail_status != 0) {
       // The client stalled (408), sent bad framing (400) or went away
-      // mid-body (499): nothing sane can be relayed, and the upstream
-      // connection is mid-message.
-      ex.keep_alive = false;
-      fail_status = piece.fail_status == 499 ? 400 : piece.fail_status;
-      if (piece.fail_status == 499) {
-        ex.status = 499;
-      }
-      co_return Outcome::fail;
+      // mid-body (499).
+      client_failed(piece.fail_status);
+      co_return;
     }
     if (!piece.data.empty()) {
       ex.bytes_in += piece.data.size();
       if (lim.max_body_size > 0 && ex.bytes_in > lim.max_body_size) {
-        ex.keep_alive = false;
-        fail_status = 413;
-        co_return Outcome::fail;
+        client_failed(413);
+        co_return;
       }
       up_gather_.clear();
       if (chunked) {
@@ -389,13 +488,20 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::send_request_body(
       if (chunked) {
         up_gather_.emplace_back("\r\n", 2);
       }
-      conn.deadline.expires_after(lim.body_timeout);
+      conn.deadline.expires_after(lim.body_timeout, Lane::second);
       auto [ec, n] = co_await conn.write(up_gather_);
-      if (ec) {
-        ex.keep_alive = false;
-        fail_status = 502;
-        co_return Outcome::fail;
+      if (relay.stop) {
+        co_return;
       }
+      if (ec) {
+        // The server closed or reset (it may have answered already: the
+        // response side reads that), or took nothing for body_timeout (the
+        // expired lane cancelled the response side too: 504).
+        relay.upstream_failed = true;
+        request_sent();
+        co_return;
+      }
+      conn.deadline.reset(Lane::second);
     }
     body_consumed();
     if (piece.end) {
@@ -403,23 +509,35 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::send_request_body(
     }
   }
   if (chunked) {
-    conn.deadline.expires_after(lim.body_timeout);
+    conn.deadline.expires_after(lim.body_timeout, Lane::second);
     auto [ec, n] = co_await conn.write(asio::buffer("0\r\n\r\n", 5));
-    if (ec) {
-      ex.keep_alive = false;
-      fail_status = 502;
-      co_return Outcome::fail;
+    if (relay.stop) {
+      co_return;
     }
+    if (ec) {
+      relay.upstream_failed = true;
+      request_sent();
+      co_return;
+    }
+    conn.deadline.reset(Lane::second);
   }
   ex.request_body_done = true;
-  co_return Outcome::ok;
+  request_sent();
 }
 
 asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
-    Exchange& ex, upstream::UpstreamConnection& conn, bool retryable, int& fail_status) {
+    Exchange& ex, upstream::UpstreamConnection& conn, bool retryable, int& fail_status,
+    const BodyRelay* duplex) {
   const auto& lim = ex.snapshot->config->limits;
   http::HeadLimits head_limits{kUpstreamMaxHead, kUpstreamMaxHead};
-  conn.deadline.expires_after(lim.request_timeout);
+  if (duplex == nullptr || ex.request_body_done) {
+    conn.deadline.expires_after(lim.request_timeout);
+  } else {
+    // The request is still going up: an upload of any length is bounded by
+    // body_timeout per wait on the body side, which starts request_timeout
+    // once it has sent the end of the body (or stopped on a failure).
+    conn.deadline.clear();
+  }
   size_t scanned = 0;
   size_t head_size = 0;
   bool any_byte = false;
@@ -458,6 +576,12 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
         co_return Outcome::fail;
       }
     }
+    if (duplex != nullptr && duplex->client_status != 0) {
+      // The body side failed before this read was waiting (its cancel found
+      // nothing to end); nothing would bound this read then.
+      fail_status = 502;
+      co_return Outcome::fail;
+    }
     auto [ec, n] =
         co_await conn.read_some(asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()));
     if (ec) {
@@ -474,7 +598,8 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
 }
 
 asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
-                                                     upstream::UpstreamConnection& conn) {
+                                                     upstream::UpstreamConnection& conn,
+                                                     const BodyRelay* duplex) {
   using Mode = filters::BodyEncoder::Mode;
   const auto& lim = ex.snapshot->config->limits;
   http::prepare_downstream_response(resp_);
@@ -486,7 +611,11 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
   if (ctx_.response_encoder) {
     resp_.headers.remove("content-length");  // the encoded length is not known yet
   }
-  if (!ex.request_body_done) {
+  // A body still going up may well end before the response does (an
+  // echo): the head does not announce a close for that. One the client
+  // will not finish sending (the upstream stopped taking it) closes the
+  // client's connection: say so now.
+  if (duplex != nullptr ? duplex->upstream_failed : !ex.request_body_done) {
     ex.keep_alive = false;
   }
   if (!response_head(ex)) {
@@ -534,9 +663,20 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
     if (step.consumed > 0 && !conn.buffer.empty()) {
       continue;
     }
+    if (duplex != nullptr && duplex->client_status != 0) {
+      // The client failed its body while this side was busy downstream.
+      resp_.keep_alive = false;
+      ex.keep_alive = false;
+      co_return false;
+    }
     conn.deadline.expires_after(lim.body_timeout);
     auto [ec, n] =
         co_await conn.read_some(asio::buffer(conn.buffer.write_ptr(), conn.buffer.write_space()));
+    if (duplex != nullptr && !ec) {
+      // This wait is over: its deadline must not fire while the response
+      // waits on the client, cancelling the body's write upstream.
+      conn.deadline.reset(util::Deadline::Lane::main);
+    }
     if (ec) {
       if (ec == asio::error::eof && body.eof_completes()) {
         resp_.keep_alive = false;

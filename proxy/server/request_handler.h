@@ -14,6 +14,7 @@
 #include "proxy/server/worker.h"
 #include "proxy/upstream/connection_pool.h"
 #include "proxy/util/cidr.h"
+#include "proxy/util/event.h"
 
 namespace ward::server {
 
@@ -70,7 +71,13 @@ class RequestHandler {
 
   // --- the codec's side ---
   // The next request body bytes; waits (bounded by body_timeout) for some.
+  // Runs concurrently with the response hooks below (full duplex: the body
+  // goes up while the response comes down), in a coroutine of its own.
   virtual boost::asio::awaitable<BodyPiece> read_body(Exchange& ex) = 0;
+  // Ends a read_body in progress soon, and any later one at once, with a
+  // fail_status: the exchange is over (the response was complete before
+  // the body, or failed) and nobody will take the rest of the body.
+  virtual void cancel_body() = 0;
   // The data of the last piece was sent upstream: its memory may be reused
   // and the client may send more (HTTP/2: WINDOW_UPDATE).
   virtual void body_consumed() = 0;
@@ -138,16 +145,42 @@ class RequestHandler {
  private:
   enum class Outcome { ok, retry, fail };
 
+  // The request body's side of a full-duplex exchange (forward_duplex): a
+  // coroutine of its own (send_body) streams the body upstream while the
+  // exchange's coroutine reads the response and relays it down. Each side
+  // tells the other through this, and forward_duplex joins the body side
+  // before it returns: it uses the Exchange, the codec and the connection.
+  struct BodyRelay {
+    explicit BodyRelay(const boost::asio::any_io_executor& ex) : ended(ex) {}
+    util::Event ended;             // notified when send_body has returned
+    int client_status = 0;         // the client failed the body: 400, 408, 413 or 499
+    bool upstream_failed = false;  // a write upstream failed: the body stopped there
+    bool stop = false;             // the response side is done: send no more
+    bool awaiting_head = true;     // the response head has not come yet
+    bool running = false;          // send_body has not returned yet
+  };
+
   boost::asio::awaitable<void> proxy(Exchange& ex);
   boost::asio::awaitable<Outcome> forward_once(Exchange& ex, upstream::UpstreamConnection& conn,
                                                int& fail_status);
-  boost::asio::awaitable<Outcome> send_request_body(Exchange& ex,
-                                                    upstream::UpstreamConnection& conn,
-                                                    int& fail_status);
+  // Sends the request body while reading the response (the head is sent).
+  boost::asio::awaitable<Outcome> forward_duplex(Exchange& ex, upstream::UpstreamConnection& conn,
+                                                 int& fail_status);
+  boost::asio::awaitable<void> send_body(Exchange& ex, upstream::UpstreamConnection& conn,
+                                         BodyRelay& relay);
+  // The body side's end: stop it when it still runs, then wait for it.
+  boost::asio::awaitable<void> join_body(BodyRelay& relay, upstream::UpstreamConnection& conn,
+                                         bool stop);
+  // request_timeout bounds the wait from the end of the request: with
+  // `duplex` still sending the body, send_body starts it when done.
   boost::asio::awaitable<Outcome> read_response_head(Exchange& ex,
                                                      upstream::UpstreamConnection& conn,
-                                                     bool retryable, int& fail_status);
-  boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn);
+                                                     bool retryable, int& fail_status,
+                                                     const BodyRelay* duplex);
+  // `duplex`: the body side when the request body may still be going up
+  // (null for a request without a body: the hot path).
+  boost::asio::awaitable<bool> relay_response(Exchange& ex, upstream::UpstreamConnection& conn,
+                                              const BodyRelay* duplex);
   // TCP connect, then the TLS handshake when `client_tls` is set, both within `timeout`.
   boost::asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> connect(
       const upstream::Host& host, std::chrono::milliseconds timeout,

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 
 namespace ward::util {
@@ -13,10 +15,19 @@ namespace ward::util {
 // moved later), it re-arms; when the deadline has passed it calls on_expire,
 // which cancels the connection's pending I/O.
 //
+// Two lanes: a connection that reads and writes at the same time (the full-
+// duplex request path: the request body goes up while the response comes
+// down) bounds each direction on a lane of its own, so that one direction
+// setting its deadline never moves the other's. The timer waits for the
+// earlier of the two; either passing calls on_expire (which cancels every
+// wait on the connection: a direction that timed out dooms the exchange).
+// Code that waits on one thing at a time uses the main lane only.
+//
 // Not thread-safe: used on the connection's own thread only.
 class Deadline {
  public:
   using Clock = std::chrono::steady_clock;
+  enum class Lane : uint8_t { main = 0, second = 1 };
 
   template <typename Executor>
   explicit Deadline(const Executor& ex) : timer_(ex) {}
@@ -24,26 +35,42 @@ class Deadline {
   // Called when a deadline passes; typically sets a flag and cancels the socket.
   void on_expire(std::function<void()> f) { on_expire_ = std::move(f); }
 
-  void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
-  void expires_at(Clock::time_point t) {
-    deadline_ = t;
-    expired_ = false;
+  void expires_after(Clock::duration d, Lane lane = Lane::main) {
+    expires_at(Clock::now() + d, lane);
+  }
+  void expires_at(Clock::time_point t, Lane lane = Lane::main) {
+    auto i = static_cast<size_t>(lane);
+    deadline_[i] = t;
+    expired_[i] = false;
     if (!armed_ || t < armed_at_) {
       arm(t);
     }
   }
-  // No deadline until the next expires_*; the armed wait, if any, lapses.
-  void clear() { deadline_ = Clock::time_point::max(); }
-  bool expired() const { return expired_; }
+  // No deadline on the main lane until the next expires_*; the armed wait,
+  // if any, lapses. Whether it expired is still told by expired().
+  void clear() { deadline_[0] = Clock::time_point::max(); }
+  // The wait `lane` bounded is over: no deadline on it, and an expiry of
+  // it is forgotten (it ended nothing that is still waiting).
+  void reset(Lane lane) {
+    auto i = static_cast<size_t>(lane);
+    deadline_[i] = Clock::time_point::max();
+    expired_[i] = false;
+  }
+  // A lane passed its deadline (and cancelled the connection) since that
+  // lane was last set or reset.
+  bool expired() const { return expired_[0] || expired_[1]; }
+  bool expired(Lane lane) const { return expired_[static_cast<size_t>(lane)]; }
   // Cancels the timer for good (the owner is closing); pending wait completes aborted.
   void stop() {
-    deadline_ = Clock::time_point::max();
+    deadline_.fill(Clock::time_point::max());
     on_expire_ = nullptr;
     timer_.cancel();
     armed_ = false;
   }
 
  private:
+  Clock::time_point earliest() const { return std::min(deadline_[0], deadline_[1]); }
+
   void arm(Clock::time_point t) {
     armed_ = true;
     armed_at_ = t;
@@ -54,28 +81,34 @@ class Deadline {
         return;  // superseded by a re-arm, or stopped
       }
       armed_ = false;
-      if (deadline_ == Clock::time_point::max()) {
-        return;
-      }
-      if (Clock::now() >= deadline_) {
-        expired_ = true;
-        deadline_ = Clock::time_point::max();
-        if (on_expire_) {
-          on_expire_();
+      const auto now = Clock::now();
+      bool fired = false;
+      for (size_t i = 0; i < deadline_.size(); ++i) {
+        if (deadline_[i] != Clock::time_point::max() && now >= deadline_[i]) {
+          expired_[i] = true;
+          deadline_[i] = Clock::time_point::max();
+          fired = true;
         }
-      } else {
-        arm(deadline_);
+      }
+      if (fired && on_expire_) {
+        on_expire_();
+      }
+      // The other lane's deadline, or one moved later, still needs a wait
+      // (unless on_expire set a new deadline, which armed one already).
+      auto next = earliest();
+      if (!armed_ && next != Clock::time_point::max()) {
+        arm(next);
       }
     });
   }
 
   boost::asio::steady_timer timer_;
   std::function<void()> on_expire_;
-  Clock::time_point deadline_ = Clock::time_point::max();
+  std::array<Clock::time_point, 2> deadline_{Clock::time_point::max(), Clock::time_point::max()};
   Clock::time_point armed_at_{};
   uint64_t generation_ = 0;
   bool armed_ = false;
-  bool expired_ = false;
+  std::array<bool, 2> expired_{false, false};
 };
 
 }  // namespace ward::util

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness import HOST, base_config, curl, wait_for
+from harness import HOST, base_config, curl, slack, wait_for
 
 
 def openssl(*args, input_bytes=None, timeout=20):
@@ -74,7 +74,7 @@ def app(module_group):
 
 @pytest.fixture(scope="module")
 def ward(module_group, app, pki):
-    cfg = base_config({"backend": [app]}, workers=2,
+    cfg = base_config({"backend": [app]}, workers=2, limits={"max_body_size": "64MiB"},
                       filters=[{"security_headers": {}}])
     cfg["listeners"] = [{"name": "web"}, tls_listener(pki)]
     return module_group.ward(cfg)
@@ -116,6 +116,23 @@ def test_https_request_with_curl_verifies_and_forwards_proto(ward, pki, version)
     assert b"strict-transport-security: max-age=31536000; includesubdomains" in head.lower()
     seen = {n.lower(): v for n, v in __import__("json").loads(body)["headers"]}
     assert seen["x-forwarded-proto"] == "https"
+
+
+def test_echo_streams_both_ways_over_tls(ward, pki, tmp_path):
+    # HTTP/1.1 full duplex over a TLS listener: ward reads the client's body
+    # and writes the echoed response on one TLS connection at once. Well
+    # within body_timeout: before full duplex, this stalled until it.
+    port = ward.listener_ports["secure"]
+    data = __import__("os").urandom(32 * 1024 * 1024)
+    src, out = tmp_path / "up.bin", tmp_path / "echo.bin"
+    src.write_bytes(data)
+    r = curl("--http1.1", "--cacert", str(pki.ca), "--resolve", f"a.test:{port}:{HOST}",
+             "--data-binary", f"@{src}", "-H", "Content-Type: application/octet-stream",
+             "-o", str(out), "-w", "%{http_code}", f"https://a.test:{port}/echo?echo=1",
+             timeout=slack(20))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"200"
+    assert out.read_bytes() == data
 
 
 def test_old_protocols_are_refused(ward):

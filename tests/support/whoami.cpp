@@ -11,6 +11,11 @@
 //   chunked=1     chunked response
 //   close=1       read the request, then close without answering
 //   echo=1        stream the request body back as the response body
+//   early=1       answer (JSON, status=) before reading any of the body, then
+//                 close with the body unread (the kernel resets the
+//                 connection: a proxy's writes of the body fail)
+//   early=2       answer before reading the body, then read and drop it and
+//                 keep the connection (a polite early answer)
 //   drip=MS       pause MS between 16 KiB response pieces
 //   header=N:V    add a response header (repeatable, %-decoded)
 //   nobody=1      no body (204/304 semantics)
@@ -154,6 +159,7 @@ struct Behaviour {
   bool close = false;
   bool echo = false;
   bool nobody = false;
+  int early = 0;
   std::string type = "application/octet-stream";
   std::vector<std::pair<std::string, std::string>> headers;
 
@@ -189,6 +195,8 @@ struct Behaviour {
       close = value == "1";
     } else if (key == "echo") {
       echo = value == "1";
+    } else if (key == "early") {
+      early = std::clamp(to_number<int>(value, 0), 0, 2);
     } else if (key == "nobody") {
       nobody = value == "1";
     } else if (key == "type") {
@@ -253,6 +261,11 @@ class Exchange {
 
  private:
   asio::awaitable<void> answer() {
+    if (want_.early != 0) {
+      counters_.requests++;  // counted when its head arrives, like echo
+      co_await answer_early();
+      co_return;
+    }
     if (want_.echo && !head_only_) {
       counters_.requests++;  // echo streams: counted when its head arrives
       co_await answer_echo();
@@ -366,6 +379,20 @@ class Exchange {
       co_await send_piece(std::string_view(block).substr(0, n));
     }
     co_await finish_body();
+  }
+
+  // The answer goes out before one body byte is read (a server refusing an
+  // upload by its head: 413, 401).
+  asio::awaitable<void> answer_early() {
+    if (want_.early == 1) {
+      keep_alive_ = false;
+    }
+    co_await answer_json();
+    if (want_.early == 1) {
+      ok_ = false;  // close now, the body unread
+      co_return;
+    }
+    co_await read_whole_body();
   }
 
   // Streams the request body back as it arrives (constant memory).
