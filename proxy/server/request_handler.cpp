@@ -197,13 +197,9 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
 
     // A request that could not be replayed gets a connection checked with a
     // peek however recently it was pooled (see ConnectionPool::kTrustIdle).
-    const bool replayable =
-        req_.idempotent() && !ex.body_taken &&
-        (req_.body == http::BodyKind::none ||
-         (req_.body == http::BodyKind::content_length && req_.content_length == 0));
     std::unique_ptr<upstream::UpstreamConnection> conn;
     if (!fresh_only) {
-      conn = worker_.pool().take(host.stats.get(), replayable);
+      conn = worker_.pool().take(host.stats.get(), replayable(ex));
     }
     const bool reused = conn != nullptr;
     if (!conn) {
@@ -317,6 +313,12 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
   co_return conn;
 }
 
+bool RequestHandler::replayable(const Exchange& ex) const {
+  return req_.idempotent() && !ex.body_taken &&
+         (req_.body == http::BodyKind::none ||
+          (req_.body == http::BodyKind::content_length && req_.content_length == 0));
+}
+
 asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
     Exchange& ex, upstream::UpstreamConnection& conn, int& fail_status) {
   const auto& lim = ex.snapshot->config->limits;
@@ -339,9 +341,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   // no copy of bodies to replay) whose server closed before any response
   // byte: on a reused connection that is the keep-alive race, on a new one a
   // crashing or restarting server.
-  bool retryable = req_.idempotent() && body_untouched &&
-                   (req_.body == http::BodyKind::none ||
-                    (req_.body == http::BodyKind::content_length && req_.content_length == 0));
+  bool retryable = replayable(ex);
   Outcome head = co_await read_response_head(ex, conn, retryable, fail_status, nullptr);
   if (head != Outcome::ok) {
     co_return head;

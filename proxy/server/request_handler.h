@@ -186,6 +186,9 @@ class RequestHandler {
       const upstream::Host& host, std::chrono::milliseconds timeout,
       const std::shared_ptr<const tls::ClientContext>& client_tls);
   void serialize_request_head(std::string_view target);
+  // An idempotent request without a body, none of which was taken from the
+  // client: it can be sent again (we keep no copy of bodies to replay).
+  bool replayable(const Exchange& ex) const;
   void log_request(Exchange& ex);
 
   std::string up_head_;    // the request head going upstream
