@@ -164,8 +164,10 @@ class ClosingUpstream:
                             break
                         body += chunk
                     if b"\r\n\r\n" in data:
-                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        # Counted before the send: the client may read the
+                        # answer and check the count before this thread runs on.
                         self.answered += 1
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 except OSError:
                     pass
             self.closed.set()
