@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 
+#include "proxy/util/spare.h"
+
 namespace ward::http {
 
 namespace {
@@ -55,6 +57,17 @@ bool has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
+void HeaderList::release_memory() {
+  clear();
+  util::give_back(arena_);
+  util::give_back(entries_);
+}
+
+void HeaderList::take_spares() {
+  util::take_spare(arena_);
+  util::take_spare(entries_);
+}
+
 void HeaderList::clear() {
   // std::string::clear and std::vector::clear keep their capacity: the next
   // request on this connection reuses the same memory.
@@ -69,6 +82,7 @@ uint32_t HeaderList::append_arena(std::string_view text) {
   const char* base = arena_.data();
   bool aliased = !text.empty() && text.data() >= base && text.data() < base + arena_.size();
   size_t alias_off = aliased ? static_cast<size_t>(text.data() - base) : 0;
+  take_spares();  // when released (empty): nothing can alias it
   arena_.reserve(arena_.size() + text.size());
   if (aliased) {
     text = std::string_view(arena_.data() + alias_off, text.size());
@@ -80,6 +94,9 @@ uint32_t HeaderList::append_arena(std::string_view text) {
 
 void HeaderList::add(std::string_view name, std::string_view value) {
   const size_t used = arena_.size();
+  if (used == 0) {
+    take_spares();  // the first field: nothing in the arena can alias
+  }
   const size_t need = used + name.size() + value.size();
   if (need > arena_.capacity()) {
     // Slow path, only while warming up: grow once for both parts,
@@ -117,6 +134,9 @@ void HeaderList::add(std::string_view name, std::string_view value) {
 
 std::string_view HeaderList::adopt(std::string_view bytes) {
   const size_t used = arena_.size();
+  if (used == 0) {
+    take_spares();  // a short head fits the string's inline buffer: entries need one too
+  }
   if (used + bytes.size() > arena_.capacity()) {
     arena_.reserve(std::max(used + bytes.size(), kMinArena));
   }

@@ -43,6 +43,10 @@ class HeaderList {
   };
 
   void clear();
+  // clear(), and gives the memory to the thread's spares (util/spare.h) for
+  // the next list that needs some: a connection going idle holds none. The
+  // list stays usable; its next add takes a spare or allocates.
+  void release_memory();
   void add(std::string_view name, std::string_view value);
   // Replaces every field named `name` by one field (appended at the end).
   void set(std::string_view name, std::string_view value);
@@ -105,6 +109,9 @@ class HeaderList {
   // Appends `text` to the arena (which may move) and returns its offset.
   // `text` may point into the arena itself.
   uint32_t append_arena(std::string_view text);
+  // A list that released its memory (or never had any) takes a spare
+  // arena and entry vector the first time its arena grows.
+  void take_spares();
   std::string_view view(uint32_t off, uint32_t len) const {
     return std::string_view(arena_.data() + off, len);
   }

@@ -7,6 +7,7 @@
 #include "proxy/http/forwarding.h"
 #include "proxy/router/router.h"
 #include "proxy/server/local_reply.h"
+#include "proxy/util/spare.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -49,7 +50,19 @@ size_t format_chunk_size(char* out, size_t n) {
 RequestHandler::RequestHandler(Worker& worker, const ListenerInfo& listener)
     : worker_(worker), listener_(listener) {}
 
-RequestHandler::~RequestHandler() = default;
+RequestHandler::~RequestHandler() {
+  release_request_memory();  // an HTTP/2 stream's: to the connection's next stream
+}
+
+void RequestHandler::release_request_memory() {
+  req_.headers.release_memory();
+  resp_.headers.release_memory();
+  util::give_back(up_head_);
+  util::give_back(target_up_);
+  util::give_back(reply_body_);
+  util::give_back(encoded_);
+  // up_gather_ and tried_ are a few dozen bytes: kept, not worth a trip.
+}
 
 const config::Limits& RequestHandler::limits() const {
   return worker_.snapshot()->config->limits;
@@ -698,6 +711,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
 
 void RequestHandler::serialize_request_head(std::string_view target) {
   up_head_.clear();
+  util::take_spare(up_head_);
   up_head_ += req_.method_text;
   up_head_ += ' ';
   up_head_ += target;

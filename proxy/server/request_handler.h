@@ -121,6 +121,10 @@ class RequestHandler {
   // Log phase of the filters, the access log line and the metrics.
   void finish(Exchange& ex);
   const config::Limits& limits() const;
+  // Between requests (a keep-alive connection going idle): the memory only a
+  // request in progress needs (header lists, serialised heads) goes to the
+  // thread's spares (util/spare.h), for whichever connection works next.
+  void release_request_memory();
   // The upstream connection the current request uses (null when none):
   // a codec whose stream was reset cancels its I/O.
   upstream::UpstreamConnection* active_upstream() { return active_conn_; }

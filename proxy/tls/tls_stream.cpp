@@ -15,6 +15,8 @@
 #include <new>
 #include <string>
 
+#include "proxy/util/spare.h"
+
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
 // plain statement or initializes a variable.
@@ -182,6 +184,9 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, SslPtr ssl)
 }
 
 TlsStream::~TlsStream() {
+  if (!staging_busy_) {
+    util::give_block(staging_, record_size_);
+  }
   if (ssl_ && !shutdown_done_) {
     end_without_close_notify(ssl_.get());
   }
@@ -235,7 +240,7 @@ void TlsStream::on_established() {
   if (mfl >= TLSEXT_max_fragment_length_512 && mfl <= TLSEXT_max_fragment_length_4096) {
     size_t size = size_t{512} << (mfl - TLSEXT_max_fragment_length_512);
     if (size != record_size_ && !staging_busy_) {
-      staging_.reset();
+      util::give_block(staging_, record_size_);
       record_size_ = size;
     }
   }
@@ -360,7 +365,7 @@ asio::awaitable<TlsStream::IoResult> TlsStream::write(
         continue;
       }
       if (!staging_) {
-        staging_.reset(new (std::nothrow) char[record_size_]);
+        staging_ = util::take_block(record_size_);
         if (!staging_) {
           co_return IoResult{make_error_code(boost::system::errc::not_enough_memory), written};
         }
@@ -389,7 +394,7 @@ asio::awaitable<void> TlsStream::shutdown() {
   }
   shutdown_done_ = true;
   if (!staging_busy_) {
-    staging_.reset();
+    util::give_block(staging_, record_size_);
   }
   // No close_notify after a fatal error (OpenSSL forbids it), before the
   // handshake finished, or on a descriptor that is no longer ours.
@@ -443,7 +448,7 @@ bool TlsStream::poll_idle() {
 
 void TlsStream::release_buffers() {
   if (!staging_busy_) {
-    staging_.reset();
+    util::give_block(staging_, record_size_);  // to the next connection that writes
   }
   if (ssl_) {
     // Fails, harmlessly, while OpenSSL holds unread or unsent bytes.

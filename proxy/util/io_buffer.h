@@ -3,19 +3,38 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string_view>
+
+#include "proxy/util/spare.h"
 
 namespace ward::util {
 
 // A fixed-capacity read buffer: bytes [begin, end) are data not yet consumed,
-// [end, capacity) is free space to read into. The memory is allocated on the
+// [end, capacity) is free space to read into. The memory is taken on the
 // first write_ptr() and may be given back with release() while empty, so an
 // idle keep-alive connection (or a pooled upstream one) holds no buffer:
-// 10,000 idle clients cost 10,000 sockets, not 10,000 x 32 KiB. compact()
-// moves the unread tail to the front so a busy connection never reallocates.
+// 10,000 idle clients cost 10,000 sockets, not 10,000 x 32 KiB. The block
+// comes from and goes back to the thread's spares (util/spare.h): a keep-
+// alive connection releases it between requests, and a malloc/free pair of
+// 32 KiB per request is what that would otherwise cost. compact() moves the
+// unread tail to the front so a busy connection never reallocates.
 class IoBuffer {
  public:
   explicit IoBuffer(size_t capacity) : capacity_(capacity) {}
+  ~IoBuffer() { give_block(data_, capacity_); }
+  IoBuffer(IoBuffer&&) = default;
+  IoBuffer& operator=(IoBuffer&& other) {
+    if (this != &other) {
+      give_block(data_, capacity_);
+      data_ = std::move(other.data_);
+      capacity_ = other.capacity_;
+      begin_ = other.begin_;
+      end_ = other.end_;
+      other.begin_ = other.end_ = 0;
+    }
+    return *this;
+  }
 
   std::string_view data() const {
     return data_ ? std::string_view(data_.get() + begin_, end_ - begin_) : std::string_view();
@@ -28,7 +47,10 @@ class IoBuffer {
   // when the tail is short.
   char* write_ptr() {
     if (!data_) {
-      data_.reset(new char[capacity_]);
+      data_ = take_block(capacity_);
+      if (!data_) {
+        throw std::bad_alloc();
+      }
     }
     if (capacity_ - end_ < capacity_ / 4 && begin_ > 0) {
       compact();
@@ -56,7 +78,7 @@ class IoBuffer {
   // Frees the memory when no data is held; the next write_ptr() allocates.
   void release() {
     if (empty()) {
-      data_.reset();
+      give_block(data_, capacity_);
     }
   }
   bool allocated() const { return data_ != nullptr; }

@@ -225,5 +225,38 @@ TEST_F(HeaderListTest, AppendToListAcceptsAViewIntoItself) {
   EXPECT_EQ(list_.count("X-Forwarded-For"), 1u);
 }
 
+// A keep-alive connection going idle releases its lists; the next request
+// on any connection of the thread takes that memory back without a malloc.
+TEST_F(HeaderListTest, ReleasedMemoryIsReusedByTheNextListWithoutAllocating) {
+  list_.add("Host", "example.com");
+  list_.add("Accept", "*/*");
+  list_.release_memory();
+  EXPECT_TRUE(list_.empty());
+  EXPECT_EQ(list_.byte_size(), 0u);
+
+  HeaderList next;
+  testing::AllocationScope scope;
+  next.add("Host", "other.example");
+  next.add("User-Agent", "test");
+  EXPECT_EQ(scope.allocations(), 0u);  // arena and entries came from the spares
+  EXPECT_EQ(next.get("host"), "other.example");
+  EXPECT_EQ(next.size(), 2u);
+
+  // The released list itself is still usable.
+  list_.add("X", "1");
+  EXPECT_EQ(list_.get("x"), "1");
+}
+
+TEST_F(HeaderListTest, AdoptAfterReleaseTakesSpareMemory) {
+  list_.add("A", "1");
+  list_.release_memory();
+  HeaderList next;
+  testing::AllocationScope scope;
+  std::string_view copy = next.adopt("Name: value\r\n");
+  next.add_adopted(copy.substr(0, 4), copy.substr(6, 5));
+  EXPECT_EQ(scope.allocations(), 0u);
+  EXPECT_EQ(next.get("name"), "value");
+}
+
 }  // namespace
 }  // namespace ward::http
