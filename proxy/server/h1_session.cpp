@@ -16,6 +16,7 @@
 #include "proxy/router/router.h"
 #include "proxy/server/h2_connection.h"
 #include "proxy/server/local_reply.h"
+#include "proxy/util/spare.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -36,6 +37,13 @@ constexpr size_t kMinDownstreamBuffer = 32 * 1024;
 // sending a body nobody reads may go on before the connection is closed
 // under it.
 constexpr auto kLingerTime = std::chrono::seconds(5);
+// How long a keep-alive connection waits for its next request inside its
+// coroutines before it parks (see H1Session::park). Waking a parked
+// connection costs a co_spawn (a few coroutine frames from Asio's recycling
+// cache); a client that sends its next request within this time never pays
+// it, one that idles longer pays it once per idle period, when a microsecond
+// is nothing beside the wait.
+constexpr auto kParkAfter = std::chrono::milliseconds(200);
 using Lane = util::Deadline::Lane;
 
 std::string_view protocol_name(int version_minor) {
@@ -79,10 +87,36 @@ H1Session::~H1Session() {
 }
 
 void H1Session::start() {
+  spawn(Start::fresh);
+}
+
+void H1Session::spawn(Start how) {
   asio::co_spawn(
       socket_.get_executor(),
-      [self = shared_from_this()]() -> asio::awaitable<void> { co_await self->run(); },
+      [self = shared_from_this(), how]() -> asio::awaitable<void> { co_await self->run(how); },
       asio::detached);
+}
+
+// An idle keep-alive connection holds its socket, its TLS state and this
+// object: its per-request memory went to the thread's spares (read_head),
+// and here its coroutine chain ends too (the frames of start's lambda, run
+// and read_head, ~1.5 KiB), leaving one wait on the socket whose handler
+// owns the session. nginx keeps an idle connection the same way: a read
+// event and a small struct. The idle deadline set before parking still
+// runs: on it, or on drain, the socket is cancelled and the wait completes
+// with an error, which closes the connection the usual way.
+void H1Session::release_idle_memory() {
+  release_request_memory();
+  util::give_back(head_out_);
+  util::give_back(gather_);
+}
+
+void H1Session::park() {
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->resumed_ = !ec;
+                       self->spawn(ec ? Start::close : Start::resumed);
+                     });
 }
 
 void H1Session::on_drain() {
@@ -97,24 +131,30 @@ void H1Session::on_drain() {
   }
 }
 
-asio::awaitable<void> H1Session::run() {
-  bool serve = true;
-  if (listener_.proxy_protocol) {
-    serve = co_await read_proxy_header();
-  }
-  if (serve && listener_.tls) {
-    serve = co_await handshake();
-  }
-  if (serve && tls_stream_ &&
-      tls::negotiated_protocol(tls_stream_->native_handle()) == tls::AppProtocol::h2) {
-    serve = false;
-    co_await serve_h2({});
+asio::awaitable<void> H1Session::run(Start how) {
+  bool serve = how != Start::close;
+  if (how == Start::fresh) {
+    if (listener_.proxy_protocol) {
+      serve = co_await read_proxy_header();
+    }
+    if (serve && listener_.tls) {
+      serve = co_await handshake();
+    }
+    if (serve && tls_stream_ &&
+        tls::negotiated_protocol(tls_stream_->native_handle()) == tls::AppProtocol::h2) {
+      serve = false;
+      co_await serve_h2({});
+    }
   }
   for (; serve;) {
     http::ParseError error;
     HeadResult head = co_await read_head(error);
     if (head == HeadResult::closed) {
       break;
+    }
+    if (head == HeadResult::park) {
+      park();
+      co_return;  // the frames go; the wait's handler keeps the session
     }
     if (head == HeadResult::h2) {
       co_await serve_h2(in_.data());
@@ -335,6 +375,7 @@ asio::awaitable<bool> H1Session::send_local_reply(Exchange& ex, int status, std:
     ex.keep_alive = false;
   }
   head_out_.clear();
+  util::take_spare(head_out_);
   append_local_reply(head_out_, status, resp_.headers, body, !ex.keep_alive,
                      req_.method == http::Method::head);
   deadline_.expires_after(limits().body_timeout);
@@ -353,9 +394,13 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
   size_t head_size = 0;
   req_.clear();
   idle_ = in_.empty();
-  // The first request gets header_timeout from accept; later ones may idle
-  // for idle_timeout before their first byte, then header_timeout applies.
-  deadline_.expires_after(idle_ && requests_ > 0 ? lim.idle_timeout : lim.header_timeout);
+  if (resumed_) {
+    resumed_ = false;  // woken from park(): the deadline set before it still runs
+  } else {
+    // The first request gets header_timeout from accept; later ones may idle
+    // for idle_timeout before their first byte, then header_timeout applies.
+    deadline_.expires_after(idle_ && requests_ > 0 ? lim.idle_timeout : lim.header_timeout);
+  }
   for (;;) {
     if (requests_ == 0 && !tls_stream_ && !in_.empty() && in_.data().front() == 'P') {
       // HTTP/2 with prior knowledge (h2c) on a plain listener: the client
@@ -381,14 +426,28 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
       co_return HeadResult::closed;
     }
     if (in_.empty() && !(tls_stream_ && tls_stream_->has_buffered_data())) {
-      // Nothing buffered: give the buffers back and wait for readability
-      // without them, so an idle keep-alive connection holds no memory.
+      // Nothing buffered: wait for the next request without the read
+      // buffer and the TLS buffers. They go to the thread's spares
+      // (util/spare.h), so the next request takes them back for the price
+      // of a pop, and a burst of connections that each asked once holds
+      // no 32 KiB apiece. A connection that idles for kParkAfter is parked:
+      // the request's smaller buffers follow, and its coroutines end
+      // (park()), leaving its socket, its TLS state and this object. The
+      // second lane is free while no request is in progress: it says when
+      // to park.
       in_.release();
       if (tls_stream_) {
         tls_stream_->release_buffers();
       }
+      deadline_.expires_after(kParkAfter, Lane::second);
       auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+      const bool park_due = deadline_.expired(Lane::second);
+      deadline_.reset(Lane::second);
       if (wec) {
+        if (park_due && !deadline_.expired(Lane::main) && !closing_) {
+          release_idle_memory();
+          co_return HeadResult::park;  // still idle_: a drain cancels the parked wait
+        }
         idle_ = false;
         co_return HeadResult::closed;
       }
@@ -685,6 +744,7 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_w
 
 void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
   head_out_.clear();
+  util::take_spare(head_out_);
   head_out_ += protocol_name(req_.version_minor);
   head_out_ += ' ';
   head_out_ += status_label(resp_.status);

@@ -43,9 +43,20 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   void on_drain();
 
  private:
-  enum class HeadResult { ok, closed, error, h2 };
+  enum class HeadResult { ok, closed, error, h2, park };
+  // How run() starts: a new connection (PROXY header, TLS handshake, ALPN),
+  // a parked one that became readable, or a parked one whose wait failed
+  // (idle timeout, drain), which only closes.
+  enum class Start { fresh, resumed, close };
 
-  boost::asio::awaitable<void> run();
+  void spawn(Start how);
+  boost::asio::awaitable<void> run(Start how);
+  // Idle long enough: end the coroutines and wait for the next request with
+  // a plain handler (see the definition).
+  void park();
+  // Before parking: the request's memory (header lists, heads) goes to the
+  // thread's spares; the read and TLS buffers went when the wait began.
+  void release_idle_memory();
   boost::asio::awaitable<HeadResult> read_head(http::ParseError& error);
   // Hands the connection to HTTP/2; `preread` holds bytes already read (the
   // h2c preface and what followed it).
@@ -109,6 +120,7 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   bool body_cancelled_ = false;   // cancel_body(): read_body returns at once
   bool linger_ = false;           // a request body was left unread: lingering close
   bool idle_ = false;             // waiting for the first byte of a request
+  bool resumed_ = false;          // read_head runs right after a parked wait
   bool closing_ = false;          // drain asked to close after the current response
   bool counted_ = false;          // counted in the process-wide connection count
 };
