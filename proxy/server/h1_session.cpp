@@ -674,7 +674,7 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_r
 }
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
-    const std::vector<asio::const_buffer>& pieces) {
+    std::span<const asio::const_buffer> pieces) {
   return tls::write(socket_, tls_stream_.get(), pieces);
 }
 
