@@ -1,6 +1,7 @@
 #include "proxy/observe/metrics.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <charconv>
 #include <cmath>
@@ -221,21 +222,37 @@ template <class Cell>
 class alignas(64) ShardTable {
  public:
   // Owner thread only. No lock and no allocation when the series exists.
-  Cell& find_or_create(Labels labels, uint64_t hash, size_t cell_arg) {
-    if (Cell* c = find(labels, hash)) {
-      return *c;
+  Cell& find_or_create(Labels labels, size_t cell_arg) {
+    // The request path updates the same few series over and over (its
+    // route, status 200, the upstream's servers): the series found last are
+    // compared first, which skips hashing the values and probing the map
+    // (about 2% of a proxied request's instructions, callgrind h1-small).
+    // Compared by value, never by the callers' pointers: a label string a
+    // reload freed cannot make a new one match the wrong series.
+    for (Series<Cell>* s : recent_) {
+      if (s != nullptr && same_labels(labels, s->values)) {
+        return s->cell;
+      }
     }
-    auto series = std::make_unique<Series<Cell>>(labels, cell_arg);
-    Cell& cell = series->cell;
-    std::lock_guard lock(mu_);
-    index_.emplace(hash, std::move(series));
-    return cell;
+    uint64_t hash = hash_labels(labels);
+    Series<Cell>* found = find(labels, hash);
+    if (found == nullptr) {
+      auto series = std::make_unique<Series<Cell>>(labels, cell_arg);
+      found = series.get();
+      std::lock_guard lock(mu_);
+      index_.emplace(hash, std::move(series));
+    }
+    // Round robin: a steady mix of up to kRecent series stays in.
+    recent_[next_recent_] = found;
+    next_recent_ = (next_recent_ + 1) % kRecent;
+    return found->cell;
   }
 
   // Any thread.
   const Cell* find_shared(Labels labels, uint64_t hash) const {
     std::lock_guard lock(mu_);
-    return find(labels, hash);
+    const Series<Cell>* s = find(labels, hash);
+    return s != nullptr ? &s->cell : nullptr;
   }
 
   // Any thread: f(label values, cell) for every series.
@@ -248,18 +265,23 @@ class alignas(64) ShardTable {
   }
 
  private:
-  Cell* find(Labels labels, uint64_t hash) const {
+  Series<Cell>* find(Labels labels, uint64_t hash) const {
     auto [it, end] = index_.equal_range(hash);
     for (; it != end; ++it) {
       if (same_labels(labels, it->second->values)) {
-        return &it->second->cell;
+        return it->second.get();
       }
     }
     return nullptr;
   }
 
+  static constexpr size_t kRecent = 4;
+
   mutable std::mutex mu_;
   std::unordered_multimap<uint64_t, std::unique_ptr<Series<Cell>>> index_;
+  // Owner thread only (no lock): series are never removed, so these stay valid.
+  std::array<Series<Cell>*, kRecent> recent_{};
+  size_t next_recent_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -378,7 +400,7 @@ class CounterFamilyImpl final : public CounterFamily, public FamilyBase {
     if (!labels_ok(labels) || !shard_ok(shard)) {
       return;
     }
-    auto& cell = shards_[shard]->find_or_create(labels, hash_labels(labels), 0);
+    auto& cell = shards_[shard]->find_or_create(labels, 0);
     cell.value.fetch_add(n, std::memory_order_relaxed);
   }
 
@@ -470,7 +492,7 @@ class GaugeFamilyImpl final : public GaugeFamily, public FamilyBase {
     if (shard >= shards_.size()) {
       return nullptr;
     }
-    return &shards_[shard]->find_or_create(labels, hash_labels(labels), 0);
+    return &shards_[shard]->find_or_create(labels, 0);
   }
 
   std::vector<std::unique_ptr<ShardTable<GaugeCell>>> shards_;
@@ -501,7 +523,7 @@ class HistogramFamilyImpl final : public HistogramFamily, public FamilyBase {
     if (shard >= shards_.size()) {
       return;
     }
-    auto& cell = shards_[shard]->find_or_create(labels, hash_labels(labels), bounds_.size() + 1);
+    auto& cell = shards_[shard]->find_or_create(labels, bounds_.size() + 1);
     // le is inclusive: the first bucket whose bound is >= v. NaN goes to +Inf
     // (lower_bound would put it in the first bucket).
     size_t i = std::isnan(v)

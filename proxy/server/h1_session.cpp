@@ -5,6 +5,7 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -32,6 +33,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Deferred form: no coroutine frame of the operation's own (see
+// request_handler.cpp); for the response's write on plain connections.
+constexpr auto kDeferred = asio::as_tuple(asio::deferred);
 constexpr size_t kMinDownstreamBuffer = 32 * 1024;
 // Lingering close (nginx's lingering_time): how long a client that is still
 // sending a body nobody reads may go on before the connection is closed
@@ -362,7 +366,14 @@ asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view da
   // own the main lane; these writes take the second.
   const Lane lane = ex.request_body_done ? Lane::main : Lane::second;
   deadline_.expires_after(limits().body_timeout, lane);
-  auto [ec, n] = co_await down_write(gather_);
+  std::tuple<boost::system::error_code, size_t> sent;
+  if (tls_stream_) {
+    sent = co_await down_write(gather_);
+  } else {
+    sent = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(gather_),
+                                      kDeferred);
+  }
+  auto [ec, n] = sent;
   head_pending_ = false;
   if (!ec && lane == Lane::second) {
     deadline_.reset(Lane::second);
@@ -733,7 +744,7 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_r
 }
 
 asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_write(
-    const std::vector<asio::const_buffer>& pieces) {
+    std::span<const asio::const_buffer> pieces) {
   return tls::write(socket_, tls_stream_.get(), pieces);
 }
 

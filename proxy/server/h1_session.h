@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -93,7 +94,7 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_read(
       boost::asio::mutable_buffer b);
   boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_write(
-      const std::vector<boost::asio::const_buffer>& pieces);
+      std::span<const boost::asio::const_buffer> pieces);
   boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_write(
       boost::asio::const_buffer b);
   // Appends one piece of response body to gather_, chunk-framed when asked,

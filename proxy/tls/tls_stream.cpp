@@ -334,8 +334,7 @@ asio::awaitable<TlsStream::IoResult> TlsStream::write(asio::const_buffer b) {
   co_return IoResult{ec, ec ? 0 : b.size()};
 }
 
-asio::awaitable<TlsStream::IoResult> TlsStream::write(
-    const std::vector<asio::const_buffer>& pieces) {
+asio::awaitable<TlsStream::IoResult> TlsStream::write(std::span<const asio::const_buffer> pieces) {
   // The last non-empty piece goes out from the caller's memory: nothing
   // follows it to gather with.
   size_t last = pieces.size();
@@ -511,31 +510,25 @@ error_code TlsStream::wait_failure(error_code ec, int ssl_error) {
 asio::awaitable<TlsStream::IoResult> read_some(tcp::socket& socket, TlsStream* tls,
                                                asio::mutable_buffer b) {
   if (tls != nullptr) {
-    auto r = co_await tls->read_some(b);
-    co_return r;
+    return tls->read_some(b);
   }
-  auto r = co_await socket.async_read_some(b, kNoThrow);
-  co_return r;
+  return socket.async_read_some(b, kNoThrow);
 }
 
 asio::awaitable<TlsStream::IoResult> write(tcp::socket& socket, TlsStream* tls,
-                                           const std::vector<asio::const_buffer>& pieces) {
+                                           std::span<const asio::const_buffer> pieces) {
   if (tls != nullptr) {
-    auto r = co_await tls->write(pieces);
-    co_return r;
+    return tls->write(pieces);
   }
-  auto r = co_await asio::async_write(socket, pieces, kNoThrow);
-  co_return r;
+  return asio::async_write(socket, pieces, kNoThrow);
 }
 
 asio::awaitable<TlsStream::IoResult> write(tcp::socket& socket, TlsStream* tls,
                                            asio::const_buffer b) {
   if (tls != nullptr) {
-    auto r = co_await tls->write(b);
-    co_return r;
+    return tls->write(b);
   }
-  auto r = co_await asio::async_write(socket, b, kNoThrow);
-  co_return r;
+  return asio::async_write(socket, b, kNoThrow);
 }
 
 }  // namespace ward::tls

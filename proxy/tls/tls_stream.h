@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -95,9 +96,10 @@ class TlsStream {
   // full records (a head, a chunk-size line, the data and its CRLF go out as
   // one record and one syscall, not four); large pieces and the last one
   // are encrypted from the caller's memory. The count is what was sent
-  // before an error (a lower bound), all of it on success. The vector and
-  // the bytes it points to must stay valid until the write completes.
-  boost::asio::awaitable<IoResult> write(const std::vector<boost::asio::const_buffer>& pieces);
+  // before an error (a lower bound), all of it on success. The pieces (the
+  // array `pieces` views) and the bytes they point to must stay valid until
+  // the write completes.
+  boost::asio::awaitable<IoResult> write(std::span<const boost::asio::const_buffer> pieces);
   // Writes every byte of `b`, from the caller's memory (valid until done).
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer b);
 
@@ -173,12 +175,19 @@ class TlsStream {
 // A connection's byte I/O whichever it is: through `tls` when it is set,
 // else straight on `socket`. For the downstream session, the HTTP/2 codec
 // and upstream connections alike, so none of them repeats the dispatch.
+// Plain functions, not coroutines: they hand back the awaitable of the
+// operation itself, so a plain TCP read or write costs no coroutine frame
+// and no resume of its own (a request makes four of them). Everything they
+// take is copied into the returned awaitable except what `pieces` views:
+// that array, like every buffer's bytes, must outlive the co_await.
 boost::asio::awaitable<TlsStream::IoResult> read_some(boost::asio::ip::tcp::socket& socket,
                                                       TlsStream* tls,
                                                       boost::asio::mutable_buffer b);
+// A span, not a vector: Asio copies the buffer sequence into the operation
+// (twice), and a vector's copy is an allocation per write.
 boost::asio::awaitable<TlsStream::IoResult> write(
     boost::asio::ip::tcp::socket& socket, TlsStream* tls,
-    const std::vector<boost::asio::const_buffer>& pieces);
+    std::span<const boost::asio::const_buffer> pieces);
 boost::asio::awaitable<TlsStream::IoResult> write(boost::asio::ip::tcp::socket& socket,
                                                   TlsStream* tls, boost::asio::const_buffer b);
 

@@ -37,7 +37,7 @@ asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::read_some(
 }
 
 asio::awaitable<UpstreamConnection::IoResult> UpstreamConnection::write(
-    const std::vector<asio::const_buffer>& pieces) {
+    std::span<const asio::const_buffer> pieces) {
   return tls::write(socket, tls_stream.get(), pieces);
 }
 

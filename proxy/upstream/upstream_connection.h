@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -46,7 +47,7 @@ struct UpstreamConnection {
   // At least one byte into `b` (asio::error::eof when the server closed).
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer b);
   // Every byte of `pieces` / `b`, in order (the memory stays valid until done).
-  boost::asio::awaitable<IoResult> write(const std::vector<boost::asio::const_buffer>& pieces);
+  boost::asio::awaitable<IoResult> write(std::span<const boost::asio::const_buffer> pieces);
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer b);
   // Ends the sending direction: close_notify first on TLS, then a TCP FIN.
   boost::asio::awaitable<void> shutdown_send();

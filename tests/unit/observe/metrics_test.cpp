@@ -110,6 +110,35 @@ TEST_F(MetricsTest, LabelSetsThatConcatenateAlikeStayDistinct) {
   EXPECT_EQ(c.value({"b", "a"}), 3u);
 }
 
+// The owner thread compares its last few series first (a memo of pointers to
+// series): more label sets than it holds, interleaved, and a caller's buffer
+// reused for another value must still land on the right series.
+TEST_F(MetricsTest, InterleavedSeriesBeyondTheRecentMemoCountApart) {
+  auto& c = registry_.counter("x_total", "X.", {"server", "code"});
+  auto& h = registry_.histogram("h", "H.", {"route"}, {1});
+  std::vector<std::string> servers;
+  for (int i = 0; i < 9; ++i) {
+    servers.push_back("10.0.0." + std::to_string(i) + ":80");
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < servers.size(); ++i) {
+      c.inc(0, {servers[i], "200"}, i + 1);
+      h.observe(0, {servers[i]}, 0.5);
+    }
+  }
+  for (size_t i = 0; i < servers.size(); ++i) {
+    EXPECT_EQ(c.value({servers[i], "200"}), 3 * (i + 1)) << servers[i];
+    EXPECT_EQ(h.count({servers[i]}), 3u) << servers[i];
+  }
+  // The same bytes of the caller's memory, another value: another series.
+  std::string label = "route-a";
+  c.inc(0, {label, "200"});
+  label[6] = 'b';
+  c.inc(0, {label, "200"}, 5);
+  EXPECT_EQ(c.value({"route-a", "200"}), 1u);
+  EXPECT_EQ(c.value({"route-b", "200"}), 5u);
+}
+
 TEST_F(MetricsTest, UpdatingAnExistingSeriesDoesNotAllocate) {
   auto& c = registry_.counter("c_total", "C.", {"route", "status"});
   auto& g = registry_.gauge("g", "G.", {"route"});
