@@ -128,6 +128,17 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
   out_.headers.add(name, value);
 }
 
+void H2RequestBuilder::reset() {
+  header_bytes_ = 0;
+  authority_.clear();
+  host_field_.clear();
+  cookies_.clear();
+  refuse_ = 0;
+  have_method_ = false;
+  have_path_ = false;
+  expect_continue_ = false;
+}
+
 int H2RequestBuilder::finish(bool end_stream) {
   out_.version_minor = 1;
   out_.keep_alive = true;

@@ -55,6 +55,28 @@ const config::Limits& RequestHandler::limits() const {
   return worker_.snapshot()->config->limits;
 }
 
+void RequestHandler::recycle(size_t keep_bytes) {
+  auto trim = [keep_bytes](std::string& s) {
+    s.clear();
+    if (s.capacity() > keep_bytes) {
+      s.shrink_to_fit();
+    }
+  };
+  client_ = {};
+  client_text_.clear();
+  req_.clear();
+  resp_.clear();
+  ctx_.reset();
+  host_.clear();
+  trim(reply_body_);
+  trim(encoded_);
+  up_head_.clear();
+  target_up_.clear();
+  up_gather_.clear();
+  tried_.clear();
+  active_conn_ = nullptr;
+}
+
 asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
   const auto& cfg = *ex.snapshot->config;
   ex.request_body_done = req_.body == http::BodyKind::none ||
