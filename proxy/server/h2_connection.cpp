@@ -6,7 +6,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
-#include <cstring>
 
 #include "proxy/http/h2_request.h"
 #include "proxy/server/local_reply.h"
@@ -159,8 +158,11 @@ class H2Stream : public RequestHandler {
     }
   }
 
-  // nghttp2's data source: response bytes for DATA frames.
-  ssize_t read_response(uint8_t* buf, size_t length, uint32_t* data_flags) {
+  // nghttp2's data source: how many response bytes the next DATA frame
+  // carries. They are not copied here (NO_COPY): nghttp2 then has
+  // take_response() put them straight from out_ into the write batch, rather
+  // than into its own frame buffer first, which we would copy again.
+  ssize_t read_response(size_t length, uint32_t* data_flags) {
     size_t avail = out_.size() - out_off_;
     if (avail == 0) {
       if (out_eof_) {
@@ -171,17 +173,22 @@ class H2Stream : public RequestHandler {
       return NGHTTP2_ERR_DEFERRED;
     }
     size_t n = std::min(avail, length);
-    std::memcpy(buf, out_.data() + out_off_, n);
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n == avail && out_eof_) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+  // The `n` bytes the last read_response() offered go out now: onto `to`.
+  void take_response(std::string& to, size_t n) {
+    to.append(out_, out_off_, n);
     out_off_ += n;
     if (out_off_ == out_.size()) {
       out_.clear();
       out_off_ = 0;
-      if (out_eof_) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      }
     }
     event_.notify();  // room in the buffer
-    return static_cast<ssize_t>(n);
   }
 
   asio::awaitable<void> run() {
@@ -351,9 +358,9 @@ class H2Stream : public RequestHandler {
   std::string_view protocol() const override { return "HTTP/2.0"; }
 
  private:
-  static ssize_t data_source_read(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+  static ssize_t data_source_read(nghttp2_session*, int32_t, uint8_t*, size_t length,
                                   uint32_t* data_flags, nghttp2_data_source* source, void*) {
-    return static_cast<H2Stream*>(source->ptr)->read_response(buf, length, data_flags);
+    return static_cast<H2Stream*>(source->ptr)->read_response(length, data_flags);
   }
 
   // HEADERS for the response in resp_.headers (HTTP/2 wants lower-case
@@ -491,6 +498,7 @@ bool H2Connection::setup() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &H2Connection::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &H2Connection::on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &H2Connection::on_frame_send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, &H2Connection::send_data);
   nghttp2_option* opt = nullptr;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -875,6 +883,29 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   auto* c = static_cast<H2Connection*>(user);
   c->stream_closed(stream_id, error_code);
   return 0;
+}
+
+int H2Connection::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                            size_t length, nghttp2_data_source* source, void* user) {
+  // A DATA frame whose payload read_response() left in the stream's buffer
+  // (NO_COPY), called from nghttp2_session_mem_send in write_loop: the frames
+  // mem_send returned before are in wbuf_ already, so this one goes right
+  // after them.
+  auto* c = static_cast<H2Connection*>(user);
+  auto* st = static_cast<H2Stream*>(source->ptr);  // the stream is open (nghttp2 checked)
+  constexpr size_t kFrameHeader = 9;
+  c->wbuf_.append(reinterpret_cast<const char*>(framehd), kFrameHeader);
+  size_t padlen = frame->data.padlen;  // 0: ward sets no padding callback
+  if (padlen > 0) {
+    c->wbuf_.push_back(static_cast<char>(padlen - 1));
+  }
+  st->take_response(c->wbuf_, length);
+  if (padlen > 1) {
+    c->wbuf_.append(padlen - 1, '\0');
+  }
+  // A full batch goes out before more DATA is taken (mem_send returns 0
+  // after this frame; write_loop writes, then asks again).
+  return c->wbuf_.size() >= kWriteBatch ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 int H2Connection::on_frame_send(nghttp2_session* s, const nghttp2_frame* frame, void* user) {

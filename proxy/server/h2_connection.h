@@ -73,6 +73,8 @@ class H2Connection {
   static int on_stream_close(nghttp2_session* s, int32_t stream_id, uint32_t error_code,
                              void* user);
   static int on_frame_send(nghttp2_session* s, const nghttp2_frame* frame, void* user);
+  static int send_data(nghttp2_session* s, nghttp2_frame* frame, const uint8_t* framehd,
+                       size_t length, nghttp2_data_source* source, void* user);
 
   bool setup();
   boost::asio::awaitable<void> write_loop();
