@@ -368,20 +368,22 @@ class H2Stream : public RequestHandler {
   void submit(int status, bool has_body, std::string_view body) {
     submitted_ = true;
     status_text_ = status_label(status);
-    names_.clear();
     size_t name_bytes = 0;
     resp_.headers.for_each([&](const http::HeaderList::Field& f) { name_bytes += f.name.size(); });
-    names_.reserve(name_bytes);  // nva points into names_: no reallocation below
+    // nva points into names_: sized once, no reallocation below.
+    names_.resize(name_bytes);
+    char* lower = names_.data();
     nva_.clear();
     nva_.push_back(make_nv(":status", status_text_));
     resp_.headers.for_each([&](const http::HeaderList::Field& f) {
       std::string_view name = f.name;
       if (!is_lower_token(name)) {
-        size_t at = names_.size();
-        for (char c : name) {
-          names_ += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        for (size_t i = 0; i < name.size(); ++i) {
+          char c = name[i];
+          lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
         }
-        name = std::string_view(names_).substr(at, name.size());
+        name = std::string_view(lower, name.size());
+        lower += name.size();
       }
       nva_.push_back(make_nv(name, f.value));
     });
