@@ -1,6 +1,7 @@
 #include "proxy/http/h2_request.h"
 
 #include <charconv>
+#include <initializer_list>
 
 namespace ward::http {
 
@@ -143,11 +144,14 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
   out_.headers.add(name, value);
 }
 
-void H2RequestBuilder::reset() {
+void H2RequestBuilder::reset(size_t keep_bytes) {
   header_bytes_ = 0;
-  authority_.clear();
-  host_field_.clear();
-  cookies_.clear();
+  for (std::string* s : {&authority_, &host_field_, &cookies_}) {
+    s->clear();
+    if (s->capacity() > keep_bytes) {
+      s->shrink_to_fit();
+    }
+  }
   refuse_ = 0;
   have_method_ = false;
   have_path_ = false;

@@ -35,8 +35,8 @@ class H2RequestBuilder {
   // (CONNECT, extended CONNECT).
   int finish(bool end_stream);
   // Ready for another request's fields (the RequestHead is the caller's to
-  // clear); the strings keep their memory.
-  void reset();
+  // clear); the strings keep their memory, up to `keep_bytes` each.
+  void reset(size_t keep_bytes);
   bool expect_continue() const { return expect_continue_; }
 
  private:

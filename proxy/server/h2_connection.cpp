@@ -34,8 +34,9 @@ constexpr int64_t kMaxConnectionWindow = 16 * 1024 * 1024;
 // upstream is not read (backpressure).
 constexpr size_t kResponseBuffer = 64 * 1024;
 // Stream objects a connection keeps for reuse (H2Connection::retire), and
-// the body-sized buffers one keeps: a spare holds little beyond its object
-// and the header lists of its last request.
+// the most a spare keeps of each buffer, header list or string (a larger one
+// is freed when the stream is retired): a spare holds its object and the
+// memory an ordinary request needs.
 constexpr size_t kMaxSpareStreams = 16;
 constexpr size_t kSpareBufferBytes = 16 * 1024;
 // Frames gathered into one write.
@@ -94,7 +95,7 @@ class H2Stream : public RequestHandler {
     id_ = 0;
     event_.reset();
     body_event_.reset();
-    builder_.reset();
+    builder_.reset(kSpareBufferBytes);
     trim(body_in_);
     trim(body_taking_);
     trim(out_);

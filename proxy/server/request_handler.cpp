@@ -66,6 +66,13 @@ void RequestHandler::recycle(size_t keep_bytes) {
   client_text_.clear();
   req_.clear();
   resp_.clear();
+  // A head near max_header_size leaves its lists that large: not kept.
+  if (req_.headers.memory() > keep_bytes) {
+    req_.headers = http::HeaderList();
+  }
+  if (resp_.headers.memory() > keep_bytes) {
+    resp_.headers = http::HeaderList();
+  }
   ctx_.reset();
   host_.clear();
   trim(reply_body_);

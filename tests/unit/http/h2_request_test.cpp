@@ -158,7 +158,7 @@ TEST(H2RequestBuilderTest, ResetForgetsTheLastRequestAndKeepsItsMemory) {
   H2RequestBuilder builder(head, 16384, 8192);
   auto run = [&](const Fields& fields, bool end_stream) {
     head.clear();
-    builder.reset();
+    builder.reset(4096);
     for (const auto& [n, v] : fields) {
       builder.add(n, v);
     }
