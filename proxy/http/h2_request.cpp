@@ -1,23 +1,39 @@
 #include "proxy/http/h2_request.h"
 
 #include <charconv>
+#include <initializer_list>
 
 namespace ward::http {
 
 namespace {
 
-// RFC 9110 5.6.2 tchar.
-bool is_tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-}
+// RFC 9110 5.6.2 tchar, and the subset nghttp2 lets through in a field
+// name (no upper case): table lookups, as every field of every stream is
+// checked.
+struct CharClasses {
+  bool tchar[256] = {};
+  bool lower_tchar[256] = {};
+  bool value_char[256] = {};  // all but CR, LF, NUL
+  constexpr CharClasses() {
+    for (int c = 0; c < 256; ++c) {
+      bool t = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+      for (char p : std::string_view("!#$%&'*+-.^_`|~")) {
+        t = t || c == static_cast<unsigned char>(p);
+      }
+      tchar[c] = t;
+      lower_tchar[c] = t && !(c >= 'A' && c <= 'Z');
+      value_char[c] = c != '\r' && c != '\n' && c != '\0';
+    }
+  }
+};
+constexpr CharClasses kClasses;
 
 bool is_token(std::string_view s) {
   if (s.empty()) {
     return false;
   }
   for (char c : s) {
-    if (!is_tchar(static_cast<unsigned char>(c))) {
+    if (!kClasses.tchar[static_cast<unsigned char>(c)]) {
       return false;
     }
   }
@@ -27,11 +43,11 @@ bool is_token(std::string_view s) {
 // A field name nghttp2 would pass: a lower-case token, or a pseudo-header.
 bool valid_name(std::string_view name) {
   std::string_view token = name.substr(!name.empty() && name.front() == ':' ? 1 : 0);
-  if (!is_token(token)) {
+  if (token.empty()) {
     return false;
   }
   for (char c : token) {
-    if (c >= 'A' && c <= 'Z') {
+    if (!kClasses.lower_tchar[static_cast<unsigned char>(c)]) {
       return false;
     }
   }
@@ -56,7 +72,7 @@ bool valid_target(std::string_view target) {
 // No CR, LF or NUL: the value is copied into an HTTP/1.1 head.
 bool valid_value(std::string_view value) {
   for (char c : value) {
-    if (c == '\r' || c == '\n' || c == '\0') {
+    if (!kClasses.value_char[static_cast<unsigned char>(c)]) {
       return false;
     }
   }
@@ -126,6 +142,20 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
     }
   }
   out_.headers.add(name, value);
+}
+
+void H2RequestBuilder::reset(size_t keep_bytes) {
+  header_bytes_ = 0;
+  for (std::string* s : {&authority_, &host_field_, &cookies_}) {
+    s->clear();
+    if (s->capacity() > keep_bytes) {
+      s->shrink_to_fit();
+    }
+  }
+  refuse_ = 0;
+  have_method_ = false;
+  have_path_ = false;
+  expect_continue_ = false;
 }
 
 int H2RequestBuilder::finish(bool end_stream) {

@@ -34,6 +34,9 @@ class H2RequestBuilder {
   // (fields over max_header_bytes, counted as RFC 9113 6.5.2 does), 501
   // (CONNECT, extended CONNECT).
   int finish(bool end_stream);
+  // Ready for another request's fields (the RequestHead is the caller's to
+  // clear); the strings keep their memory, up to `keep_bytes` each.
+  void reset(size_t keep_bytes);
   bool expect_continue() const { return expect_continue_; }
 
  private:

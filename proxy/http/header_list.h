@@ -97,6 +97,8 @@ class HeaderList {
 
   // Appends "Name: value\r\n" for every live field.
   void serialize_to(std::string& out) const;
+  // Bytes held (capacity), for an owner that bounds what it keeps.
+  size_t memory() const { return arena_.capacity() + entries_.capacity() * sizeof(Entry); }
 
  private:
   struct Entry {

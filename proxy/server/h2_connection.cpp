@@ -6,7 +6,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
-#include <cstring>
 
 #include "proxy/http/h2_request.h"
 #include "proxy/server/local_reply.h"
@@ -34,6 +33,12 @@ constexpr int64_t kMaxConnectionWindow = 16 * 1024 * 1024;
 // A stream's response bytes waiting for the client's window; past this the
 // upstream is not read (backpressure).
 constexpr size_t kResponseBuffer = 64 * 1024;
+// Stream objects a connection keeps for reuse (H2Connection::retire), and
+// the most a spare keeps of each buffer, header list or string (a larger one
+// is freed when the stream is retired): a spare holds its object and the
+// memory an ordinary request needs.
+constexpr size_t kMaxSpareStreams = 16;
+constexpr size_t kSpareBufferBytes = 16 * 1024;
 // Frames gathered into one write.
 constexpr size_t kWriteBatch = 64 * 1024;
 constexpr size_t kReadBuffer = 16 * 1024;
@@ -74,6 +79,45 @@ class H2Stream : public RequestHandler {
   }
 
   int32_t id() const { return id_; }
+  void set_id(int32_t id) { id_ = id; }
+
+  // Back to a new stream's state, keeping the memory of its header lists
+  // and strings for the next stream of the connection. Only once nghttp2
+  // closed the stream and its coroutine ended (H2Connection::retire).
+  void recycle() {
+    auto trim = [](std::string& s) {
+      s.clear();
+      if (s.capacity() > kSpareBufferBytes) {
+        s.shrink_to_fit();
+      }
+    };
+    RequestHandler::recycle(kSpareBufferBytes);
+    id_ = 0;
+    event_.reset();
+    body_event_.reset();
+    builder_.reset(kSpareBufferBytes);
+    trim(body_in_);
+    trim(body_taking_);
+    trim(out_);
+    out_off_ = 0;
+    received_ = 0;
+    acked_ = 0;
+    names_.clear();
+    nva_.clear();
+    status_text_ = {};
+    close_error_ = 0;
+    bad_status_ = 0;
+    head_done_ = false;
+    expect_continue_ = false;
+    reset_early_ = false;
+    request_ended_ = false;
+    submitted_ = false;
+    out_eof_ = false;
+    deferred_ = false;
+    closed_ = false;
+    body_cancelled_ = false;
+    done_ = false;
+  }
   bool request_ended() const { return request_ended_; }
   // Body bytes arriving now have no reader: acknowledge them at once.
   bool discarding() const { return done_; }
@@ -115,8 +159,11 @@ class H2Stream : public RequestHandler {
     }
   }
 
-  // nghttp2's data source: response bytes for DATA frames.
-  ssize_t read_response(uint8_t* buf, size_t length, uint32_t* data_flags) {
+  // nghttp2's data source: how many response bytes the next DATA frame
+  // carries. They are not copied here (NO_COPY): nghttp2 then has
+  // take_response() put them straight from out_ into the write batch, rather
+  // than into its own frame buffer first, which we would copy again.
+  ssize_t read_response(size_t length, uint32_t* data_flags) {
     size_t avail = out_.size() - out_off_;
     if (avail == 0) {
       if (out_eof_) {
@@ -127,17 +174,22 @@ class H2Stream : public RequestHandler {
       return NGHTTP2_ERR_DEFERRED;
     }
     size_t n = std::min(avail, length);
-    std::memcpy(buf, out_.data() + out_off_, n);
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n == avail && out_eof_) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+  // The `n` bytes the last read_response() offered go out now: onto `to`.
+  void take_response(std::string& to, size_t n) {
+    to.append(out_, out_off_, n);
     out_off_ += n;
     if (out_off_ == out_.size()) {
       out_.clear();
       out_off_ = 0;
-      if (out_eof_) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      }
     }
     event_.notify();  // room in the buffer
-    return static_cast<ssize_t>(n);
   }
 
   asio::awaitable<void> run() {
@@ -307,9 +359,9 @@ class H2Stream : public RequestHandler {
   std::string_view protocol() const override { return "HTTP/2.0"; }
 
  private:
-  static ssize_t data_source_read(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+  static ssize_t data_source_read(nghttp2_session*, int32_t, uint8_t*, size_t length,
                                   uint32_t* data_flags, nghttp2_data_source* source, void*) {
-    return static_cast<H2Stream*>(source->ptr)->read_response(buf, length, data_flags);
+    return static_cast<H2Stream*>(source->ptr)->read_response(length, data_flags);
   }
 
   // HEADERS for the response in resp_.headers (HTTP/2 wants lower-case
@@ -317,20 +369,22 @@ class H2Stream : public RequestHandler {
   void submit(int status, bool has_body, std::string_view body) {
     submitted_ = true;
     status_text_ = status_label(status);
-    names_.clear();
     size_t name_bytes = 0;
     resp_.headers.for_each([&](const http::HeaderList::Field& f) { name_bytes += f.name.size(); });
-    names_.reserve(name_bytes);  // nva points into names_: no reallocation below
+    // nva points into names_: sized once, no reallocation below.
+    names_.resize(name_bytes);
+    char* lower = names_.data();
     nva_.clear();
     nva_.push_back(make_nv(":status", status_text_));
     resp_.headers.for_each([&](const http::HeaderList::Field& f) {
       std::string_view name = f.name;
       if (!is_lower_token(name)) {
-        size_t at = names_.size();
-        for (char c : name) {
-          names_ += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        for (size_t i = 0; i < name.size(); ++i) {
+          char c = name[i];
+          lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
         }
-        name = std::string_view(names_).substr(at, name.size());
+        name = std::string_view(lower, name.size());
+        lower += name.size();
       }
       nva_.push_back(make_nv(name, f.value));
     });
@@ -366,8 +420,16 @@ class H2Stream : public RequestHandler {
     conn_.kick();
   }
 
+  friend class H2Connection;
+
   H2Connection& conn_;
   int32_t id_;
+  // H2Connection's lists: open_ (both links) while nghttp2 has the stream
+  // open, spare_ (next_ only) while kept for reuse.
+  H2Stream* prev_ = nullptr;
+  H2Stream* next_ = nullptr;
+  bool open_ = false;     // in the connection's open_ list
+  bool running_ = false;  // its coroutine was started and has not ended
   // Two waiters may run at once (full duplex): the response side waits on
   // event_ for room in out_, the body side on body_event_ for data. Each
   // re-checks its condition.
@@ -415,7 +477,14 @@ H2Connection::H2Connection(Worker& worker, const ListenerInfo& listener,
       done_event_(socket.get_executor()) {}
 
 H2Connection::~H2Connection() {
-  streams_.clear();
+  // run() has returned: no stream coroutine is left. Streams nghttp2 still
+  // has open go before the session (it may point at them), spares too.
+  while (open_ != nullptr) {
+    H2Stream* next = open_->next_;
+    delete open_;
+    open_ = next;
+  }
+  drop_spares();
   if (session_ != nullptr) {
     nghttp2_session_del(session_);
   }
@@ -432,6 +501,7 @@ bool H2Connection::setup() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &H2Connection::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &H2Connection::on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &H2Connection::on_frame_send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, &H2Connection::send_data);
   nghttp2_option* opt = nullptr;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -492,10 +562,11 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
       break;
     }
     arm_deadline();
-    if (streams_.empty() && !(tls_ != nullptr && tls_->has_buffered_data())) {
+    if (open_count_ == 0 && !(tls_ != nullptr && tls_->has_buffered_data())) {
       // Idle: wait for readability without a buffer, so an idle HTTP/2
-      // connection holds no read buffer (as for HTTP/1.1).
+      // connection holds no read buffer (as for HTTP/1.1), nor spare streams.
       buffer.reset();
+      drop_spares();
       if (tls_ != nullptr) {
         tls_->release_buffers();
       }
@@ -528,7 +599,9 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
   reader_done_ = true;
   // Every stream still open ends now: their coroutines see the reset and
   // unwind (an upstream wait is cancelled).
-  for (auto& [id, stream] : streams_) {
+  // They stay in open_ (nghttp2 may still point at them) until the
+  // destructor.
+  for (H2Stream* stream = open_; stream != nullptr; stream = stream->next_) {
     stream->on_close(NGHTTP2_CANCEL);
   }
   kick();
@@ -581,7 +654,7 @@ asio::awaitable<void> H2Connection::write_loop() {
     if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
       break;  // GOAWAY exchanged and every stream done
     }
-    if (streams_.empty()) {
+    if (open_count_ == 0) {
       wbuf_.clear();
       wbuf_.shrink_to_fit();  // idle: keep no write buffer either
     }
@@ -603,7 +676,7 @@ void H2Connection::arm_deadline() {
     deadline_.expires_at(head_deadline_);
   } else if (running_ > 0) {
     deadline_.clear();  // each stream's handler bounds its own waits
-  } else if (!streams_.empty()) {
+  } else if (open_count_ > 0) {
     // Answered streams wait on the client alone (its window, the rest of
     // a body nobody reads): a client that never moves is dropped.
     deadline_.expires_after(lim.body_timeout);
@@ -621,7 +694,7 @@ void H2Connection::drain() {
     return;  // run() sends it once the session exists
   }
   send_goaway();
-  if (streams_.empty()) {
+  if (open_count_ == 0) {
     boost::system::error_code ignored;
     socket_.cancel(ignored);  // idle: the reader stops, the writer flushes the GOAWAY
   }
@@ -629,7 +702,7 @@ void H2Connection::drain() {
 }
 
 void H2Connection::say_goodbye_if_idle() {
-  if (deadline_.expired() && streams_.empty()) {
+  if (deadline_.expired() && open_count_ == 0) {
     // Idle timeout: GOAWAY before closing (the writer flushes it).
     nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
   }
@@ -646,12 +719,37 @@ H2Stream* H2Connection::stream(int32_t id) {
   return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
 }
 
-void H2Connection::start_stream(const std::shared_ptr<H2Stream>& stream) {
+H2Stream* H2Connection::open_stream(int32_t id) {
+  H2Stream* stream = spare_;
+  if (stream != nullptr) {
+    spare_ = stream->next_;
+    --spare_count_;
+    stream->set_id(id);
+  } else {
+    stream = new H2Stream(*this, id);
+  }
+  stream->prev_ = nullptr;
+  stream->next_ = open_;
+  if (open_ != nullptr) {
+    open_->prev_ = stream;
+  }
+  open_ = stream;
+  stream->open_ = true;
+  ++open_count_;
+  return stream;
+}
+
+void H2Connection::start_stream(H2Stream* stream) {
   ++running_;
+  stream->running_ = true;
   auto ex = socket_.get_executor();
   asio::post(ex, [this, stream, ex] {
     asio::co_spawn(ex, stream->run(), [this, stream](std::exception_ptr) {
       --running_;
+      stream->running_ = false;
+      if (!stream->open_) {
+        retire(stream);
+      }
       done_event_.notify();
       if (!reader_done_) {
         arm_deadline();
@@ -662,20 +760,53 @@ void H2Connection::start_stream(const std::shared_ptr<H2Stream>& stream) {
 }
 
 void H2Connection::stream_closed(int32_t id, uint32_t error_code) {
-  auto it = streams_.find(id);
-  if (it == streams_.end()) {
+  H2Stream* stream = this->stream(id);
+  if (stream == nullptr || !stream->open_) {
     return;
   }
-  auto stream = it->second;
-  streams_.erase(it);
+  if (stream->prev_ != nullptr) {
+    stream->prev_->next_ = stream->next_;
+  } else {
+    open_ = stream->next_;
+  }
+  if (stream->next_ != nullptr) {
+    stream->next_->prev_ = stream->prev_;
+  }
+  stream->prev_ = nullptr;
+  stream->next_ = nullptr;
+  stream->open_ = false;
+  --open_count_;
   if (!stream->head_done() && heads_pending_ > 0) {
     --heads_pending_;  // reset while its head was still arriving
   }
   nghttp2_session_set_stream_user_data(session_, id, nullptr);
   stream->on_close(error_code);
-  if (streams_.empty()) {
+  if (open_count_ == 0) {
     idle_deadline_ = Clock::now() + worker_.snapshot()->config->limits.idle_timeout;
   }
+  if (!stream->running_) {
+    retire(stream);  // answered, or never started (reset before its head ended)
+  }
+}
+
+void H2Connection::retire(H2Stream* stream) {
+  if (spare_count_ >= kMaxSpareStreams || reader_done_) {
+    delete stream;
+    return;
+  }
+  stream->recycle();
+  stream->next_ = spare_;
+  spare_ = stream;
+  ++spare_count_;
+}
+
+void H2Connection::drop_spares() {
+  while (spare_ != nullptr) {
+    H2Stream* next = spare_->next_;
+    delete spare_;
+    spare_ = next;
+  }
+  spare_count_ = 0;
 }
 
 int H2Connection::on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame, void* user) {
@@ -683,9 +814,8 @@ int H2Connection::on_begin_headers(nghttp2_session* s, const nghttp2_frame* fram
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
     return 0;
   }
-  auto stream = std::make_shared<H2Stream>(*c, frame->hd.stream_id);
-  c->streams_.emplace(frame->hd.stream_id, stream);
-  nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, stream.get());
+  H2Stream* stream = c->open_stream(frame->hd.stream_id);
+  nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, stream);
   if (c->heads_pending_++ == 0) {
     c->head_deadline_ = Clock::now() + c->worker_.snapshot()->config->limits.header_timeout;
   }
@@ -720,7 +850,7 @@ int H2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, vo
           --c->heads_pending_;
         }
         st->on_head_done(end_stream);
-        c->start_stream(c->streams_.at(frame->hd.stream_id));
+        c->start_stream(st);
       } else if (end_stream) {
         st->on_request_end();  // trailers end the body
       }
@@ -756,6 +886,29 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   auto* c = static_cast<H2Connection*>(user);
   c->stream_closed(stream_id, error_code);
   return 0;
+}
+
+int H2Connection::send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                            size_t length, nghttp2_data_source* source, void* user) {
+  // A DATA frame whose payload read_response() left in the stream's buffer
+  // (NO_COPY), called from nghttp2_session_mem_send in write_loop: the frames
+  // mem_send returned before are in wbuf_ already, so this one goes right
+  // after them.
+  auto* c = static_cast<H2Connection*>(user);
+  auto* st = static_cast<H2Stream*>(source->ptr);  // the stream is open (nghttp2 checked)
+  constexpr size_t kFrameHeader = 9;
+  c->wbuf_.append(reinterpret_cast<const char*>(framehd), kFrameHeader);
+  size_t padlen = frame->data.padlen;  // 0: ward sets no padding callback
+  if (padlen > 0) {
+    c->wbuf_.push_back(static_cast<char>(padlen - 1));
+  }
+  st->take_response(c->wbuf_, length);
+  if (padlen > 1) {
+    c->wbuf_.append(padlen - 1, '\0');
+  }
+  // A full batch goes out before more DATA is taken (mem_send returns 0
+  // after this frame; write_loop writes, then asks again).
+  return c->wbuf_.size() >= kWriteBatch ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 int H2Connection::on_frame_send(nghttp2_session* s, const nghttp2_frame* frame, void* user) {

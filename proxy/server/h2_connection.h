@@ -9,7 +9,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "proxy/server/worker.h"
 #include "proxy/tls/tls_stream.h"
@@ -74,13 +73,21 @@ class H2Connection {
   static int on_stream_close(nghttp2_session* s, int32_t stream_id, uint32_t error_code,
                              void* user);
   static int on_frame_send(nghttp2_session* s, const nghttp2_frame* frame, void* user);
+  static int send_data(nghttp2_session* s, nghttp2_frame* frame, const uint8_t* framehd,
+                       size_t length, nghttp2_data_source* source, void* user);
 
   bool setup();
   boost::asio::awaitable<void> write_loop();
   void send_goaway();
   void say_goodbye_if_idle();
-  void start_stream(const std::shared_ptr<H2Stream>& stream);
+  // A stream object for a new stream id: a spare one when there is one.
+  H2Stream* open_stream(int32_t id);
+  void start_stream(H2Stream* stream);
   void stream_closed(int32_t id, uint32_t error_code);
+  // The stream is neither open in nghttp2 nor running its coroutine: keep
+  // it as a spare for the next stream, or free it.
+  void retire(H2Stream* stream);
+  void drop_spares();
   // Frames may be waiting to go out.
   void kick() { write_event_.notify(); }
   // The connection's deadline for what it waits on now (see the class note).
@@ -97,7 +104,15 @@ class H2Connection {
   std::string_view tls_version_;
   const std::string& tls_client_subject_;
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  // Streams nghttp2 has open (a doubly linked list through the streams, so
+  // opening and closing one allocates nothing), and stream objects kept for
+  // reuse (linked by next_): a stream allocates its object, header lists,
+  // strings and nva only the first time. At most kMaxSpareStreams spares,
+  // and none once the connection goes idle.
+  H2Stream* open_ = nullptr;
+  size_t open_count_ = 0;
+  H2Stream* spare_ = nullptr;
+  size_t spare_count_ = 0;
   util::Event write_event_;
   util::Event done_event_;  // a stream coroutine or the writer ended
   std::string wbuf_;

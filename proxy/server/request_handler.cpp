@@ -76,6 +76,35 @@ const config::Limits& RequestHandler::limits() const {
   return worker_.snapshot()->config->limits;
 }
 
+void RequestHandler::recycle(size_t keep_bytes) {
+  auto trim = [keep_bytes](std::string& s) {
+    s.clear();
+    if (s.capacity() > keep_bytes) {
+      s.shrink_to_fit();
+    }
+  };
+  client_ = {};
+  client_text_.clear();
+  req_.clear();
+  resp_.clear();
+  // A head near max_header_size leaves its lists that large: not kept.
+  if (req_.headers.memory() > keep_bytes) {
+    req_.headers = http::HeaderList();
+  }
+  if (resp_.headers.memory() > keep_bytes) {
+    resp_.headers = http::HeaderList();
+  }
+  ctx_.reset();
+  host_.clear();
+  trim(reply_body_);
+  trim(encoded_);
+  up_head_.clear();
+  target_up_.clear();
+  up_gather_.clear();
+  tried_.clear();
+  active_conn_ = nullptr;
+}
+
 asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
   const auto& cfg = *ex.snapshot->config;
   ex.request_body_done = req_.body == http::BodyKind::none ||

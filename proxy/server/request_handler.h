@@ -125,6 +125,12 @@ class RequestHandler {
   // request in progress needs (header lists, serialised heads) goes to the
   // thread's spares (util/spare.h), for whichever connection works next.
   void release_request_memory();
+  // Back to a new handler's per-request state, for a codec that reuses one
+  // handler object for an unrelated request (an HTTP/2 stream recycled by its
+  // connection): what a request set and the next one might read before
+  // setting it is cleared. Strings and lists keep their memory (that is the
+  // point), except the body-sized ones beyond `keep_bytes`.
+  void recycle(size_t keep_bytes);
   // The upstream connection the current request uses (null when none):
   // a codec whose stream was reset cancels its I/O.
   upstream::UpstreamConnection* active_upstream() { return active_conn_; }

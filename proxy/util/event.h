@@ -34,6 +34,10 @@ class Event {
     co_return notified;
   }
 
+  // Forgets a notification nobody took: the next wait starts afresh (an
+  // object reused for another job; nobody may be waiting).
+  void reset() { pending_ = false; }
+
   void notify() {
     pending_ = true;
     if (waiting_) {

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/unit/http/alloc_counter.h"
+
 namespace ward::http {
 namespace {
 
@@ -146,6 +148,48 @@ TEST(H2RequestBuilderTest, AfterARefusalNothingMoreIsKept) {
   auto b = build(with(kGet, {{"x-big", std::string(20000, 'v')}, {"x-after", "1"}}));
   EXPECT_EQ(b.status, 431);
   EXPECT_EQ(b.head.headers.count("x-after"), 0u);
+}
+
+// An HTTP/2 connection reuses a stream's builder and head for its next
+// stream: nothing of the first request may show in the second, and once the
+// strings have grown, a like request allocates nothing.
+TEST(H2RequestBuilderTest, ResetForgetsTheLastRequestAndKeepsItsMemory) {
+  RequestHead head;
+  H2RequestBuilder builder(head, 16384, 8192);
+  auto run = [&](const Fields& fields, bool end_stream) {
+    head.clear();
+    builder.reset(4096);
+    for (const auto& [n, v] : fields) {
+      builder.add(n, v);
+    }
+    return builder.finish(end_stream);
+  };
+  // A refused request with every kind of state: cookies, Host, Expect.
+  Fields first = with(kGet, {{"cookie", "a=1"},
+                             {"host", "other.example"},
+                             {"expect", "100-continue"},
+                             {"content-length", "5"},
+                             {"x-big", std::string(20000, 'v')}});
+  EXPECT_EQ(run(first, false), 431);
+  EXPECT_TRUE(builder.expect_continue());
+
+  Fields second = {{":method", "POST"}, {":path", "/b"}, {"host", "h.example"}};
+  EXPECT_EQ(run(second, true), 0);
+  EXPECT_FALSE(builder.expect_continue());
+  EXPECT_EQ(head.method_text, "POST");
+  EXPECT_EQ(head.target, "/b");
+  EXPECT_EQ(head.headers.get("host"), "h.example");  // no :authority left over
+  EXPECT_EQ(head.headers.count("cookie"), 0u);
+  EXPECT_EQ(head.body, BodyKind::none);
+
+  Fields third = with(kGet, {{"cookie", "a=1"}, {"cookie", "b=2"}, {"user-agent", "t"}});
+  EXPECT_EQ(run(third, true), 0);
+  EXPECT_EQ(head.headers.get("cookie"), "a=1; b=2");
+  EXPECT_EQ(head.headers.get("host"), "api.example:8443");
+  testing::AllocationScope scope;
+  EXPECT_EQ(run(third, true), 0);
+  EXPECT_EQ(scope.allocations(), 0u);
+  EXPECT_EQ(head.headers.get("cookie"), "a=1; b=2");
 }
 
 }  // namespace
