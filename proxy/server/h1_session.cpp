@@ -167,7 +167,6 @@ asio::awaitable<void> H1Session::run(Start how) {
     Exchange ex;
     ex.snapshot = worker_.snapshot();
     ex.start = Clock::now();
-    ex.wall_start = std::chrono::system_clock::now();
     if (head == HeadResult::error) {
       int status = 400;
       switch (error.status) {
@@ -451,7 +450,7 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
         tls_stream_->release_buffers();
       }
       deadline_.expires_after(kParkAfter, Lane::second);
-      auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+      auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kDeferred);
       const bool park_due = deadline_.expired(Lane::second);
       deadline_.reset(Lane::second);
       if (wec) {
@@ -469,7 +468,14 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
       error = {http::ParseStatus::header_too_large, "head does not fit the buffer"};
       co_return HeadResult::error;
     }
-    auto [ec, n] = co_await down_read(asio::buffer(ptr, space));
+    std::tuple<boost::system::error_code, size_t> got;
+    if (tls_stream_) {
+      got = co_await down_read(asio::buffer(ptr, space));
+    } else {
+      // Plain: the deferred form runs on this frame (no frame of its own).
+      got = co_await socket_.async_read_some(asio::buffer(ptr, space), kDeferred);
+    }
+    auto [ec, n] = got;
     if (ec) {
       bool partial = !in_.empty();
       idle_ = false;

@@ -201,7 +201,6 @@ class H2Stream : public RequestHandler {
     Exchange ex;
     ex.snapshot = worker_.snapshot();
     ex.start = Clock::now();
-    ex.wall_start = std::chrono::system_clock::now();
     if (bad_status_ != 0) {
       ex.keep_alive = false;
       co_await reply(ex, bad_status_);

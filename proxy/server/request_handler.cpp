@@ -842,7 +842,10 @@ void RequestHandler::log_request(Exchange& ex) {
     return;
   }
   observe::AccessRecord r;
-  r.time = ex.wall_start;
+  // The request's start on the wall clock, worked out here rather than read
+  // for every request: most run with the access log off.
+  r.time = std::chrono::system_clock::now() -
+           std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - ex.start);
   r.client_ip = client_text_.empty() ? std::string_view(peer_text_) : client_text_;
   r.method = req_.method_text;
   r.host = host_;

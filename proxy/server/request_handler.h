@@ -26,7 +26,6 @@ size_t format_chunk_size(char* out, size_t n);
 struct Exchange {
   std::shared_ptr<const Snapshot> snapshot;
   std::chrono::steady_clock::time_point start;
-  std::chrono::system_clock::time_point wall_start;
   int route = -1;
   int status = 0;
   uint64_t bytes_in = 0;
