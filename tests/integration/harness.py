@@ -322,6 +322,19 @@ def curl(*args, timeout=60):
                           capture_output=True, timeout=timeout + 10)
 
 
+def self_signed_cert(directory):
+    """An ECDSA P-256 certificate for localhost and 127.0.0.1 with its key,
+    made with the openssl CLI in `directory`; returns (cert, key) paths."""
+    crt, key = directory / "self-signed.crt", directory / "self-signed.key"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                        str(crt), "-days", "2", "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return crt, key
+
+
 def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 

@@ -16,18 +16,9 @@ import pytest
 from hpack import Encoder
 
 from h2_client import H2Client, closed_within, frame, raw_h2c
-from harness import HOST, base_config, curl, pattern_bytes, sha256_hex, wait_for
+from harness import (HOST, base_config, curl, pattern_bytes, self_signed_cert, sha256_hex,
+                     wait_for)
 
-
-def make_cert(root):
-    key, crt = root / "h2.key", root / "h2.crt"
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
-                        str(crt), "-days", "2", "-subj", "/CN=localhost", "-addext",
-                        "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       capture_output=True, timeout=20)
-    assert r.returncode == 0, r.stderr
-    return crt, key
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +40,7 @@ def h2_config(app, crt, key, **limits):
 
 @pytest.fixture(scope="module")
 def ward(module_group, app, tmp_path_factory):
-    crt, key = make_cert(tmp_path_factory.mktemp("h2cert"))
+    crt, key = self_signed_cert(tmp_path_factory.mktemp("h2cert"))
     return module_group.ward(h2_config(app, crt, key, max_concurrent_streams=128))
 
 
@@ -326,7 +317,7 @@ def test_client_reset_cancels_the_upstream_request(ward, app):
 
 
 def test_drain_sends_goaway_and_finishes_streams_in_flight(group, app, tmp_path):
-    crt, key = make_cert(tmp_path)
+    crt, key = self_signed_cert(tmp_path)
     w = group.ward(h2_config(app, crt, key, drain_timeout="10s"))
     before = app.count()
     # nghttp (python-h2 drops a connection on GOAWAY, streams in flight too).
@@ -349,7 +340,7 @@ def test_drain_sends_goaway_and_finishes_streams_in_flight(group, app, tmp_path)
 
 
 def test_idle_connection_gets_goaway(group, app, tmp_path):
-    crt, key = make_cert(tmp_path)
+    crt, key = self_signed_cert(tmp_path)
     w = group.ward(h2_config(app, crt, key, idle_timeout="1s"))
     c = H2Client(w.listener_ports["secure"], tls=True)
     try:

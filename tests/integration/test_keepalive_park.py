@@ -11,12 +11,11 @@ than the park delay), not waits for a condition."""
 import signal
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
 
-from harness import ConnectionClosed, base_config, slack
+from harness import ConnectionClosed, base_config, self_signed_cert, slack
 
 PARK_IDLE = 0.5  # seconds: well past ward's 200 ms park delay
 
@@ -28,14 +27,7 @@ def app(module_group):
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    root = tmp_path_factory.mktemp("park-cert")
-    crt, key = root / "c.crt", root / "c.key"
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
-                        str(crt), "-days", "2", "-subj", "/CN=park.test", "-addext",
-                        "subjectAltName=IP:127.0.0.1"], capture_output=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return crt, key
+    return self_signed_cert(tmp_path_factory.mktemp("park-cert"))
 
 
 def config(app, cert, **limits):
@@ -58,7 +50,7 @@ def tls_conn(ward, timeout=5.0):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    c.sock = ctx.wrap_socket(c.sock, server_hostname="park.test")
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
     return c
 
 

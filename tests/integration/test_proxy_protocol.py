@@ -11,12 +11,12 @@ import os
 import socket
 import ssl
 import struct
-import subprocess
 import time
 
 import pytest
 
-from harness import HOST, Conn, base_config, parse_responses, slack, wait_for
+from harness import (HOST, Conn, base_config, parse_responses, self_signed_cert, slack,
+                     wait_for)
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 METRIC = "ward_proxy_protocol_errors_total"
@@ -63,15 +63,6 @@ def start(group, cfg):
         pytest.fail(f"proxy_protocol must be supported: {e}")
 
 
-def make_cert(directory):
-    crt, key = directory / "pp.crt", directory / "pp.key"
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
-                        str(crt), "-days", "2", "-subj", "/CN=localhost", "-addext",
-                        "subjectAltName=DNS:localhost"], capture_output=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return crt, key
-
 
 @pytest.fixture(scope="module")
 def app(module_group):
@@ -80,7 +71,7 @@ def app(module_group):
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    return make_cert(tmp_path_factory.mktemp("pp-cert"))
+    return self_signed_cert(tmp_path_factory.mktemp("pp-cert"))
 
 
 def pp_config(app, cert, **extra):
