@@ -82,7 +82,6 @@ uint32_t HeaderList::append_arena(std::string_view text) {
   const char* base = arena_.data();
   bool aliased = !text.empty() && text.data() >= base && text.data() < base + arena_.size();
   size_t alias_off = aliased ? static_cast<size_t>(text.data() - base) : 0;
-  take_spares();  // when released (empty): nothing can alias it
   arena_.reserve(arena_.size() + text.size());
   if (aliased) {
     text = std::string_view(arena_.data() + alias_off, text.size());

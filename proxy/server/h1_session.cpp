@@ -101,6 +101,11 @@ void H1Session::spawn(Start how) {
       asio::detached);
 }
 
+void H1Session::release_idle_memory() {
+  release_request_memory();
+  util::give_back(head_out_);
+}
+
 // An idle keep-alive connection holds its socket, its TLS state and this
 // object: its per-request memory went to the thread's spares (read_head),
 // and here its coroutine chain ends too (the frames of start's lambda, run
@@ -109,12 +114,6 @@ void H1Session::spawn(Start how) {
 // event and a small struct. The idle deadline set before parking still
 // runs: on it, or on drain, the socket is cancelled and the wait completes
 // with an error, which closes the connection the usual way.
-void H1Session::release_idle_memory() {
-  release_request_memory();
-  util::give_back(head_out_);
-  util::give_back(gather_);
-}
-
 void H1Session::park() {
   socket_.async_wait(tcp::socket::wait_read,
                      [self = shared_from_this()](const boost::system::error_code& ec) {

@@ -23,18 +23,8 @@ class IoBuffer {
  public:
   explicit IoBuffer(size_t capacity) : capacity_(capacity) {}
   ~IoBuffer() { give_block(data_, capacity_); }
-  IoBuffer(IoBuffer&&) = default;
-  IoBuffer& operator=(IoBuffer&& other) {
-    if (this != &other) {
-      give_block(data_, capacity_);
-      data_ = std::move(other.data_);
-      capacity_ = other.capacity_;
-      begin_ = other.begin_;
-      end_ = other.end_;
-      other.begin_ = other.end_ = 0;
-    }
-    return *this;
-  }
+  IoBuffer(const IoBuffer&) = delete;
+  IoBuffer& operator=(const IoBuffer&) = delete;
 
   std::string_view data() const {
     return data_ ? std::string_view(data_.get() + begin_, end_ - begin_) : std::string_view();
