@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 namespace ward::util {
 
@@ -31,6 +32,16 @@ class Deadline {
 
   template <typename Executor>
   explicit Deadline(const Executor& ex) : timer_(ex) {}
+  // A wait that already completed sits in the executor's queue, where
+  // cancelling the timer no longer reaches it; the handler then finds
+  // the token empty and touches nothing.
+  ~Deadline() {
+    if (self_) {
+      *self_ = nullptr;
+    }
+  }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
 
   // Called when a deadline passes; typically sets a flag and cancels the socket.
   void on_expire(std::function<void()> f) { on_expire_ = std::move(f); }
@@ -76,30 +87,40 @@ class Deadline {
     armed_at_ = t;
     ++generation_;
     timer_.expires_at(t);
-    timer_.async_wait([this, gen = generation_](const boost::system::error_code& ec) {
-      if (ec || gen != generation_) {
-        return;  // superseded by a re-arm, or stopped
+    if (!self_) {
+      self_ = std::make_shared<Deadline*>(this);
+    }
+    timer_.async_wait([self = self_, gen = generation_](const boost::system::error_code& ec) {
+      Deadline* d = *self;
+      if (ec || d == nullptr || gen != d->generation_) {
+        return;  // superseded by a re-arm, stopped, or the owner is gone
       }
-      armed_ = false;
-      const auto now = Clock::now();
-      bool fired = false;
-      for (size_t i = 0; i < deadline_.size(); ++i) {
-        if (deadline_[i] != Clock::time_point::max() && now >= deadline_[i]) {
-          expired_[i] = true;
-          deadline_[i] = Clock::time_point::max();
-          fired = true;
-        }
-      }
-      if (fired && on_expire_) {
-        on_expire_();
-      }
-      // The other lane's deadline, or one moved later, still needs a wait
-      // (unless on_expire set a new deadline, which armed one already).
-      auto next = earliest();
-      if (!armed_ && next != Clock::time_point::max()) {
-        arm(next);
-      }
+      d->fire();
     });
+  }
+
+  // The armed wait ran out: mark the lanes whose deadline passed, tell the
+  // owner, and wait again for whatever deadline is left.
+  void fire() {
+    armed_ = false;
+    const auto now = Clock::now();
+    bool fired = false;
+    for (size_t i = 0; i < deadline_.size(); ++i) {
+      if (deadline_[i] != Clock::time_point::max() && now >= deadline_[i]) {
+        expired_[i] = true;
+        deadline_[i] = Clock::time_point::max();
+        fired = true;
+      }
+    }
+    if (fired && on_expire_) {
+      on_expire_();
+    }
+    // The other lane's deadline, or one moved later, still needs a wait
+    // (unless on_expire set a new deadline, which armed one already).
+    auto next = earliest();
+    if (!armed_ && next != Clock::time_point::max()) {
+      arm(next);
+    }
   }
 
   boost::asio::steady_timer timer_;
@@ -109,6 +130,8 @@ class Deadline {
   uint64_t generation_ = 0;
   bool armed_ = false;
   std::array<bool, 2> expired_{false, false};
+  // Points at this Deadline while it lives; shared with every pending wait.
+  std::shared_ptr<Deadline*> self_;
 };
 
 }  // namespace ward::util

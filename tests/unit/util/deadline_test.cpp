@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
+#include <memory>
 
 // Real time, in tens of milliseconds: the Deadline is a timer and nothing
 // else. Each run is bounded (run_for); the assertions wait on the expiry
@@ -110,6 +112,30 @@ TEST_F(DeadlineTest, ClearKeepsTheExpiryButEndsTheMainDeadline) {
   ASSERT_TRUE(run_until_expiry(5s));
   deadline_.clear();
   EXPECT_TRUE(deadline_.expired()) << "clear() is not a reset: callers read expired() after it";
+}
+
+// The connection that owns a Deadline can end in the same turn of the event
+// loop in which its wait completes: the completed wait is then already in the
+// executor's queue, out of reach of the timer's cancel, and runs after the
+// owner is gone. It must touch nothing (AddressSanitizer reports the read of
+// freed memory this guards against; ward's integration tests caught it).
+TEST(DeadlineLifetimeTest, AWaitCompletedBeforeTheOwnerDiedTouchesNothing) {
+  boost::asio::io_context io;
+  int fired = 0;
+  auto owner = std::make_unique<Deadline>(io.get_executor());
+  owner->on_expire([&fired] { ++fired; });
+  // Already passed: the reactor's first turn moves the wait's completion
+  // into the queue behind the handler posted next, which ends the owner.
+  owner->expires_at(Clock::now() - 1ms);
+  bool owner_gone = false;
+  boost::asio::post(io, [&] {
+    owner.reset();
+    owner_gone = true;
+  });
+  io.run_for(5s);
+  EXPECT_TRUE(owner_gone);
+  EXPECT_EQ(fired, 0);
+  EXPECT_TRUE(io.stopped()) << "nothing of the Deadline's is left waiting";
 }
 
 }  // namespace
