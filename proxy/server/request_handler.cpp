@@ -473,6 +473,13 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_duplex(
     // connection cannot carry another request (HTTP/1.1 closes it).
     ex.keep_alive = false;
   }
+  if (outcome != Outcome::ok && relay.client_status == 0 && ex.downstream_failed &&
+      !ex.request_body_done) {
+    // The client went away with its request unfinished, and the response
+    // write noticed before the body's read did: the same ending (499) as
+    // when the read notices first, whichever wins the race.
+    ex.status = 499;
+  }
   if (outcome == Outcome::ok || relay.client_status == 0) {
     co_return outcome;
   }
@@ -713,6 +720,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
       if (!sent) {
         resp_.keep_alive = false;
         ex.keep_alive = false;
+        ex.downstream_failed = true;
         co_return false;
       }
       head_out = true;

@@ -33,12 +33,13 @@ struct Exchange {
   std::string_view upstream_name;
   std::string_view upstream_server;
   double upstream_ms = -1;
-  bool request_body_done = true;  // every request body byte was read from the client
-  bool body_taken = false;        // the upstream side asked the codec for body bytes
-  bool keep_alive = true;         // the downstream connection may serve another request
-  bool response_started = false;  // bytes of the response went (or were queued) downstream
-  size_t global_ran = 0;          // filters of the global chain whose request phase ran
-  size_t route_ran = 0;           // the same for the route's chain
+  bool request_body_done = true;   // every request body byte was read from the client
+  bool body_taken = false;         // the upstream side asked the codec for body bytes
+  bool keep_alive = true;          // the downstream connection may serve another request
+  bool response_started = false;   // bytes of the response went (or were queued) downstream
+  bool downstream_failed = false;  // a write of the response to the client failed
+  size_t global_ran = 0;           // filters of the global chain whose request phase ran
+  size_t route_ran = 0;            // the same for the route's chain
 };
 
 // Everything about one request that does not depend on the codec it came
