@@ -53,8 +53,6 @@ class SipHasher {
   uint64_t finish() const;
 
  private:
-  void compress(uint64_t m);
-
   uint64_t v0_, v1_, v2_, v3_;
   uint64_t tail_ = 0;      // bytes not yet compressed, little-endian
   size_t tail_bytes_ = 0;  // 0..7

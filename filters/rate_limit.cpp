@@ -95,10 +95,35 @@ int64_t ceil_seconds(int64_t ns) {
   return (ns + kNsPerSecond - 1) / kNsPerSecond;
 }
 
-void set_number(http::HeaderList& headers, std::string_view name, int64_t value) {
+// Sets a field this filter owns: replaces what is there when `replace`,
+// else appends (the response was found to carry none of them).
+void put(http::HeaderList& headers, bool replace, std::string_view name, std::string_view value) {
+  if (replace) {
+    headers.set(name, value);
+  } else {
+    headers.add(name, value);
+  }
+}
+
+void put_number(http::HeaderList& headers, bool replace, std::string_view name, int64_t value) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, value);
-  headers.set(name, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+  put(headers, replace, name, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+}
+
+// Whether the response already has a field of those this filter sets (an
+// upstream's own RateLimit-* or Retry-After). Usually none: one pass over
+// the fields then spares a removal pass for each of the four.
+bool has_our_fields(const http::HeaderList& headers) {
+  constexpr std::string_view kPrefix = "ratelimit-";
+  bool found = false;
+  headers.for_each([&](const http::HeaderList::Field& f) {
+    found = found ||
+            (f.name.size() > kPrefix.size() &&
+             http::iequals(f.name.substr(0, kPrefix.size()), kPrefix)) ||
+            http::iequals(f.name, "retry-after");
+  });
+  return found;
 }
 
 // The value of cookie `name` in a Cookie header ("a=1; b=2", RFC 6265 4.2.1).
@@ -348,15 +373,16 @@ class RateLimitFilter final : public Filter {
       return;
     }
     http::HeaderList& h = *ctx.response_headers;
+    const bool replace = has_our_fields(h);
     int64_t wait_ns = st.c;
-    h.set("RateLimit-Limit", limit_text_);
-    set_number(h, "RateLimit-Remaining", st.b);
-    set_number(h, "RateLimit-Reset", ceil_seconds(wait_ns));
-    h.set("RateLimit-Policy", policy_text_);
+    put(h, replace, "RateLimit-Limit", limit_text_);
+    put_number(h, replace, "RateLimit-Remaining", st.b);
+    put_number(h, replace, "RateLimit-Reset", ceil_seconds(wait_ns));
+    put(h, replace, "RateLimit-Policy", policy_text_);
     if (st.a == kLimited) {
       // RFC 9110 10.2.3. Never 0: "retry now" would invite a retry storm
       // that is refused again.
-      set_number(h, "Retry-After", std::max<int64_t>(1, ceil_seconds(wait_ns)));
+      put_number(h, replace, "Retry-After", std::max<int64_t>(1, ceil_seconds(wait_ns)));
     }
   }
 

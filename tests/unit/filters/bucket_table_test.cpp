@@ -132,6 +132,21 @@ TEST_F(BucketTableTest, NamespacesKeepEqualTextApart) {
   EXPECT_EQ(table_.key("ip", "10.0.0.1"), table_.key("ip", "10.0.0.1"));
 }
 
+// key() hashes short keys in one piece and long ones piecewise: a key is the
+// same SipHash of namespace, NUL, value at every length (header values can
+// be up to the header limit long).
+TEST_F(BucketTableTest, KeyIsOneHashOfNamespaceNulAndValueAtAnyLength) {
+  for (size_t len : {0, 1, 7, 8, 9, 100, 125, 126, 127, 128, 300, 4096}) {
+    std::string value;
+    for (size_t i = 0; i < len; ++i) {
+      value.push_back(static_cast<char>('a' + i % 26));
+    }
+    SipHasher h(0x1234567890abcdefull, 0xfedcba0987654321ull);
+    h.update(std::string("h:x\0", 4) + value);
+    EXPECT_EQ(table_.key("h:x", value), h.finish()) << len;
+  }
+}
+
 TEST_F(BucketTableTest, HashKeyIsRandomPerTable) {
   BucketTable a;
   BucketTable b;

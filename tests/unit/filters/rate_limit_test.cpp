@@ -46,6 +46,9 @@ class RateLimitTest : public ::testing::Test {
     EXPECT_EQ(status == FilterStatus::stop, ctx_.replied());
     ctx_.response_headers = &response_headers_;
     response_headers_.clear();
+    for (const auto& [name, value] : upstream_fields_) {
+      response_headers_.add(name, value);
+    }
     ctx_.status = ctx_.replied() ? ctx_.reply_status : 200;
     ctx_.local_reply = ctx_.replied();
     filter.on_response(ctx_);
@@ -100,6 +103,8 @@ class RateLimitTest : public ::testing::Test {
   config::Reader reader_{"test.yaml"};
   http::HeaderList request_headers_;
   http::HeaderList response_headers_;
+  // Fields the response has before on_response (the upstream's).
+  std::vector<std::pair<std::string, std::string>> upstream_fields_;
   FilterState state_;
   RequestContext ctx_;
 };
@@ -176,6 +181,27 @@ TEST_F(RateLimitTest, AllowedResponseCarriesTheRateLimitHeaders) {
   ASSERT_EQ(send(*f, kT0), 200);
   EXPECT_EQ(response("RateLimit-Remaining"), "0");
   EXPECT_EQ(response("RateLimit-Reset"), "2");
+}
+
+// An upstream's own RateLimit-* fields would contradict ward's: each is
+// replaced (any case), once, and the response's other fields stay; so does
+// its Retry-After unless ward refuses the request.
+TEST_F(RateLimitTest, EachOwnFieldReplacesTheUpstreamsRetryAfterOnlyOnRefusal) {
+  auto f = build(kThirtyPerMinute);
+  upstream_fields_ = {
+      {"X-App", "1"},         {"ratelimit-remaining", "999"},   {"RATELIMIT-LIMIT", "5000"},
+      {"Retry-After", "120"}, {"RateLimit-Policy", "5000;w=1"}, {"RateLimit-Reset", "60"}};
+  ASSERT_EQ(send(*f, kT0), 200);
+  EXPECT_EQ(response("RateLimit-Limit"), "10");
+  EXPECT_EQ(response("RateLimit-Remaining"), "9");
+  EXPECT_EQ(response("RateLimit-Reset"), "2");
+  EXPECT_EQ(response("RateLimit-Policy"), "10;w=20");
+  EXPECT_EQ(response("Retry-After"), "120");  // allowed: the upstream's own (a 503's) stays
+  EXPECT_EQ(response("X-App"), "1");
+  upstream_fields_ = {{"X-App", "1"}, {"retry-after", "0"}};
+  ASSERT_EQ(drain(*f, kT0), 9);  // refused: ward's Retry-After, once
+  EXPECT_EQ(response("Retry-After"), "2");
+  EXPECT_EQ(response("RateLimit-Remaining"), "0");
 }
 
 TEST_F(RateLimitTest, EmptyBucketAnswers429WithRetryAfter) {
