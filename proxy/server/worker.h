@@ -6,7 +6,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -51,6 +54,10 @@ struct WorkerUpstream {
 
 // One thread, one io_context, its own SO_REUSEPORT acceptor per listener, its
 // own upstream pools. A connection accepted here lives and dies here.
+//
+// The io_context runs without any of Asio's locks (one thread uses it), so no
+// other thread may post to it or stop it: the main thread reaches a running
+// worker only through its mailbox (publish, drain, stop_and_join).
 class Worker {
  public:
   Worker(size_t index, WorkerShared shared, std::shared_ptr<const Snapshot> snapshot);
@@ -91,6 +98,11 @@ class Worker {
   };
   boost::asio::awaitable<void> accept_loop(ListenerRuntime& listener);
 
+  // Any thread: runs f on the worker's thread, after what was sent before.
+  void send(std::function<void()> f);
+  // Worker thread: runs what send() queued, each time the eventfd wakes it.
+  boost::asio::awaitable<void> mailbox_loop();
+
   size_t index_;
   WorkerShared shared_;
   // Sessions refer to these until they die, which may be as late as the
@@ -100,6 +112,12 @@ class Worker {
   // sessions, whose destructors still use the members below.
   std::unique_ptr<boost::asio::io_context> io_;
   std::shared_ptr<const Snapshot> snapshot_;
+  // The mailbox: a queue under a mutex and an eventfd the worker's reactor
+  // watches. Reset before io_ in ~Worker (an I/O object of io_'s).
+  std::mutex mailbox_mu_;
+  std::vector<std::function<void()>> mailbox_;
+  int wake_fd_ = -1;  // owned by wake_
+  std::unique_ptr<boost::asio::posix::stream_descriptor> wake_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
   std::unordered_map<const upstream::UpstreamState*, WorkerUpstream> upstreams_;
   upstream::ConnectionPool pool_;
