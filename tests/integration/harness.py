@@ -413,6 +413,10 @@ class Whoami:
     def connections(self):
         return self.get("/__count", timeout=5).json()["connections"]
 
+    def requests(self):
+        """Requests received so far (their heads), not counting /__count or /health."""
+        return self.get("/__count", timeout=5).json()["requests"]
+
     def stop(self):
         self.proc.kill()
         self.proc.wait(timeout=10)

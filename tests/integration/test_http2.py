@@ -303,8 +303,12 @@ def test_ping_flood_from_a_client_that_does_not_read_is_cut_off(ward):
 def test_client_reset_cancels_the_upstream_request(ward, app):
     c = H2Client(ward.port)
     try:
+        before = app.requests()
         sid = c.request("/slow-cancel?delay=3000")
-        wait_for(lambda: app.connections() > 0, 5, "the upstream connection")
+        # The request has reached the upstream: ward's stream is waiting on
+        # it. (Accepted connections would not say so: the count includes the
+        # test's own, and a reset before the stream starts logs nothing.)
+        wait_for(lambda: app.requests() > before, 5, "the request at the upstream")
         c.conn.reset_stream(sid, error_code=8)
         c.flush()
         # The connection stays usable and ward logs the stream as 499.
