@@ -17,6 +17,7 @@
 #include "proxy/router/router.h"
 #include "proxy/server/h2_connection.h"
 #include "proxy/server/local_reply.h"
+#include "proxy/util/send_now.h"
 #include "proxy/util/spare.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
@@ -368,8 +369,18 @@ asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view da
   if (tls_stream_) {
     sent = co_await down_write(gather_);
   } else {
-    sent = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(gather_),
-                                      kDeferred);
+    // Usually the whole response fits the send buffer: sent here, no wait.
+    boost::system::error_code now_ec;
+    const size_t total = asio::buffer_size(gather_);
+    const size_t now = util::send_now(socket_.native_handle(), gather_, now_ec);
+    if (now == total || (now_ec && now_ec != asio::error::would_block)) {
+      sent = {now_ec, now};
+    } else {
+      util::drop_front(gather_, now);
+      sent = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(gather_),
+                                        kDeferred);
+      std::get<1>(sent) += now;
+    }
   }
   auto [ec, n] = sent;
   head_pending_ = false;

@@ -9,6 +9,7 @@
 #include "proxy/http/forwarding.h"
 #include "proxy/router/router.h"
 #include "proxy/server/local_reply.h"
+#include "proxy/util/send_now.h"
 #include "proxy/util/spare.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
@@ -381,7 +382,17 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   if (conn.is_tls()) {
     sent = co_await conn.write(asio::buffer(up_head_));
   } else {
-    sent = co_await asio::async_write(conn.socket, asio::buffer(up_head_), kDeferred);
+    // The head fits the send buffer of a connection that is ready for a
+    // request: sent here, no wait. Only a part left over waits.
+    boost::system::error_code now_ec;
+    const asio::const_buffer head = asio::buffer(up_head_);
+    const size_t now = util::send_now(conn.socket.native_handle(), {&head, 1}, now_ec);
+    if (now == head.size() || (now_ec && now_ec != asio::error::would_block)) {
+      sent = {now_ec, now};
+    } else {
+      sent = co_await asio::async_write(conn.socket, head + now, kDeferred);
+      std::get<1>(sent) += now;
+    }
   }
   auto [ec, n] = sent;
   if (ec) {

@@ -1,0 +1,115 @@
+#include "proxy/util/send_now.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/error.hpp>
+#include <string>
+#include <vector>
+
+// send_now on a real socket pair: what a user relies on is that a response
+// goes out whole and in order when it fits, that a full socket reports
+// would_block (never blocks the worker), that a closed peer reports an error,
+// and that drop_front leaves exactly the bytes not yet sent.
+
+namespace ward::util {
+namespace {
+
+using boost::asio::const_buffer;
+
+class SendNowTest : public ::testing::Test {
+ protected:
+  SendNowTest() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds_), 0); }
+  ~SendNowTest() override {
+    for (int fd : fds_) {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  }
+
+  std::string receive_all_available() {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(fds_[1], buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) {
+        return out;
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+  int fds_[2] = {-1, -1};
+};
+
+TEST_F(SendNowTest, PiecesThatFitGoOutWholeAndInOrder) {
+  std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+  std::vector<const_buffer> pieces{boost::asio::buffer(head), const_buffer(nullptr, 0),
+                                   boost::asio::buffer("hello", 5)};
+  boost::system::error_code ec;
+  size_t n = send_now(fds_[0], pieces, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(n, head.size() + 5);
+  EXPECT_EQ(receive_all_available(), head + "hello");
+}
+
+TEST_F(SendNowTest, AFullSocketReportsWouldBlockInsteadOfWaiting) {
+  int small = 4096;
+  ASSERT_EQ(::setsockopt(fds_[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  std::string big(1 << 20, 'x');
+  boost::system::error_code ec;
+  size_t total = 0;
+  // Fill the socket: each call takes a part, or nothing once it is full.
+  for (int i = 0; i < 1000 && !ec; ++i) {
+    std::vector<const_buffer> pieces{boost::asio::buffer(big)};
+    total += send_now(fds_[0], pieces, ec);
+  }
+  EXPECT_EQ(ec, boost::asio::error::would_block);
+  EXPECT_GT(total, 0u);
+  EXPECT_LT(total, big.size() * 1000);
+}
+
+TEST_F(SendNowTest, AClosedPeerIsAnErrorNotWouldBlock) {
+  ::close(fds_[1]);
+  fds_[1] = -1;
+  std::vector<const_buffer> pieces{boost::asio::buffer("x", 1)};
+  boost::system::error_code ec;
+  EXPECT_EQ(send_now(fds_[0], pieces, ec), 0u);
+  EXPECT_TRUE(ec);
+  EXPECT_NE(ec, boost::asio::error::would_block);
+}
+
+TEST_F(SendNowTest, TooManyPiecesAreLeftToTheAsyncWrite) {
+  std::vector<const_buffer> pieces(65, boost::asio::buffer("ab", 2));
+  boost::system::error_code ec;
+  EXPECT_EQ(send_now(fds_[0], pieces, ec), 0u);
+  EXPECT_EQ(ec, boost::asio::error::would_block);
+  EXPECT_EQ(receive_all_available(), "");
+}
+
+std::string joined(const std::vector<const_buffer>& pieces) {
+  std::string out;
+  for (const auto& p : pieces) {
+    out.append(static_cast<const char*>(p.data()), p.size());
+  }
+  return out;
+}
+
+TEST(DropFrontTest, LeavesExactlyTheBytesAfterN) {
+  const std::string a = "abc", b = "", c = "defg", d = "h";
+  const std::string all = a + b + c + d;
+  for (size_t n = 0; n <= all.size(); ++n) {
+    std::vector<const_buffer> pieces{boost::asio::buffer(a), boost::asio::buffer(b),
+                                     boost::asio::buffer(c), boost::asio::buffer(d)};
+    drop_front(pieces, n);
+    EXPECT_EQ(joined(pieces), all.substr(n)) << n;
+    if (n > 0 && n < all.size()) {
+      EXPECT_GT(pieces.front().size(), 0u) << "no empty piece in front after a cut: " << n;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ward::util
