@@ -118,8 +118,8 @@ struct SipState {
   }
 };
 
-// n (< 8) bytes as the low bytes of a little-endian word.
-uint64_t load_partial_le(const unsigned char* p, size_t n) {
+// n (<= 8) bytes as the low bytes of a little-endian word, whatever the host.
+uint64_t load_le(const unsigned char* p, size_t n) {
   uint64_t m = 0;
   if constexpr (std::endian::native == std::endian::little) {
     std::memcpy(&m, p, n);
@@ -127,14 +127,6 @@ uint64_t load_partial_le(const unsigned char* p, size_t n) {
     for (size_t i = n; i-- > 0;) {
       m = (m << 8) | p[i];
     }
-  }
-  return m;
-}
-
-uint64_t load_le(const unsigned char* p) {
-  uint64_t m = 0;
-  for (int i = 7; i >= 0; --i) {  // little-endian, whatever the host (compiles to one load)
-    m = (m << 8) | p[i];
   }
   return m;
 }
@@ -159,12 +151,12 @@ void SipHasher::update(std::string_view bytes) {
     }
   }
   for (; n >= 8; p += 8, n -= 8) {
-    s.compress(load_le(p));
+    s.compress(load_le(p, 8));
   }
   if (n > 0) {
     // Here the tail is empty: either the top-up above used all the input
     // (n == 0) or it completed a word.
-    tail_ = load_partial_le(p, n);
+    tail_ = load_le(p, n);
     tail_bytes_ = n;
   }
   v0_ = s.v0;

@@ -370,16 +370,14 @@ asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view da
     sent = co_await down_write(gather_);
   } else {
     // Usually the whole response fits the send buffer: sent here, no wait.
-    boost::system::error_code now_ec;
-    const size_t total = asio::buffer_size(gather_);
-    const size_t now = util::send_now(socket_.native_handle(), gather_, now_ec);
-    if (now == total || (now_ec && now_ec != asio::error::would_block)) {
-      sent = {now_ec, now};
+    const util::SentNow now = util::send_now(socket_.native_handle(), gather_);
+    if (now.done()) {
+      sent = {now.ec, now.bytes};
     } else {
-      util::drop_front(gather_, now);
+      util::drop_front(gather_, now.bytes);
       sent = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(gather_),
                                         kDeferred);
-      std::get<1>(sent) += now;
+      std::get<1>(sent) += now.bytes;
     }
   }
   auto [ec, n] = sent;

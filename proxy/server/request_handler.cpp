@@ -384,14 +384,13 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   } else {
     // The head fits the send buffer of a connection that is ready for a
     // request: sent here, no wait. Only a part left over waits.
-    boost::system::error_code now_ec;
     const asio::const_buffer head = asio::buffer(up_head_);
-    const size_t now = util::send_now(conn.socket.native_handle(), {&head, 1}, now_ec);
-    if (now == head.size() || (now_ec && now_ec != asio::error::would_block)) {
-      sent = {now_ec, now};
+    const util::SentNow now = util::send_now(conn.socket.native_handle(), {&head, 1});
+    if (now.done()) {
+      sent = {now.ec, now.bytes};
     } else {
-      sent = co_await asio::async_write(conn.socket, head + now, kDeferred);
-      std::get<1>(sent) += now;
+      sent = co_await asio::async_write(conn.socket, head + now.bytes, kDeferred);
+      std::get<1>(sent) += now.bytes;
     }
   }
   auto [ec, n] = sent;

@@ -4,18 +4,17 @@
 #include <sys/uio.h>
 
 #include <array>
-#include <boost/asio/error.hpp>
 #include <cerrno>
 
 namespace ward::util {
 
-size_t send_now(int fd, std::span<const boost::asio::const_buffer> pieces,
-                boost::system::error_code& ec) {
-  ec.clear();
+SentNow send_now(int fd, std::span<const boost::asio::const_buffer> pieces) {
+  SentNow out;
+  out.total = boost::asio::buffer_size(pieces);
   std::array<iovec, 64> iov;
   if (pieces.size() > iov.size()) {
-    ec = boost::asio::error::would_block;
-    return 0;
+    out.ec = boost::asio::error::would_block;
+    return out;
   }
   size_t count = 0;
   for (const auto& p : pieces) {
@@ -26,7 +25,7 @@ size_t send_now(int fd, std::span<const boost::asio::const_buffer> pieces,
     }
   }
   if (count == 0) {
-    return 0;
+    return out;
   }
   msghdr msg{};
   msg.msg_iov = iov.data();
@@ -34,17 +33,18 @@ size_t send_now(int fd, std::span<const boost::asio::const_buffer> pieces,
   for (;;) {
     ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
-      return static_cast<size_t>(n);
+      out.bytes = static_cast<size_t>(n);
+      return out;
     }
     if (errno == EINTR) {
       continue;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      ec = boost::asio::error::would_block;
+      out.ec = boost::asio::error::would_block;
     } else {
-      ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
+      out.ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
     }
-    return 0;
+    return out;
   }
 }
 

@@ -8,6 +8,7 @@
 // what the kernel did not take goes on to an async write.
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <span>
@@ -15,13 +16,21 @@
 
 namespace ward::util {
 
-// Sends what the kernel takes of `pieces` at once, MSG_NOSIGNAL. Returns the
-// bytes taken. ec: would_block when the send buffer was full (nothing
-// taken); another error when the connection failed; clear otherwise, even
-// if only part was taken. More than 64 pieces: nothing is sent
-// (would_block), the caller's async write does it all.
-size_t send_now(int fd, std::span<const boost::asio::const_buffer> pieces,
-                boost::system::error_code& ec);
+struct SentNow {
+  size_t bytes = 0;              // what the kernel took
+  boost::system::error_code ec;  // would_block: the send buffer was full
+  size_t total = 0;              // the bytes of all the pieces
+  // The write is over: all of it went, or the connection failed. Otherwise
+  // the rest (drop_front(pieces, bytes)) is for an async write.
+  bool done() const { return bytes == total || (ec && ec != boost::asio::error::would_block); }
+};
+
+// Sends what the kernel takes of `pieces` at once, MSG_NOSIGNAL. ec:
+// would_block when the send buffer was full (nothing taken); another error
+// when the connection failed; clear otherwise, even if only part was taken.
+// More than 64 pieces: nothing is sent (would_block), the caller's async
+// write does it all.
+SentNow send_now(int fd, std::span<const boost::asio::const_buffer> pieces);
 
 // Drops the first n bytes of `pieces` (what send_now took), keeping the rest
 // in order.

@@ -48,10 +48,10 @@ TEST_F(SendNowTest, PiecesThatFitGoOutWholeAndInOrder) {
   std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
   std::vector<const_buffer> pieces{boost::asio::buffer(head), const_buffer(nullptr, 0),
                                    boost::asio::buffer("hello", 5)};
-  boost::system::error_code ec;
-  size_t n = send_now(fds_[0], pieces, ec);
-  EXPECT_FALSE(ec) << ec.message();
-  EXPECT_EQ(n, head.size() + 5);
+  SentNow sent = send_now(fds_[0], pieces);
+  EXPECT_FALSE(sent.ec) << sent.ec.message();
+  EXPECT_EQ(sent.bytes, head.size() + 5);
+  EXPECT_TRUE(sent.done());
   EXPECT_EQ(receive_all_available(), head + "hello");
 }
 
@@ -59,14 +59,16 @@ TEST_F(SendNowTest, AFullSocketReportsWouldBlockInsteadOfWaiting) {
   int small = 4096;
   ASSERT_EQ(::setsockopt(fds_[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
   std::string big(1 << 20, 'x');
-  boost::system::error_code ec;
+  SentNow sent;
   size_t total = 0;
   // Fill the socket: each call takes a part, or nothing once it is full.
-  for (int i = 0; i < 1000 && !ec; ++i) {
+  for (int i = 0; i < 1000 && !sent.ec; ++i) {
     std::vector<const_buffer> pieces{boost::asio::buffer(big)};
-    total += send_now(fds_[0], pieces, ec);
+    sent = send_now(fds_[0], pieces);
+    EXPECT_FALSE(sent.done()) << "a part is left for the async write";
+    total += sent.bytes;
   }
-  EXPECT_EQ(ec, boost::asio::error::would_block);
+  EXPECT_EQ(sent.ec, boost::asio::error::would_block);
   EXPECT_GT(total, 0u);
   EXPECT_LT(total, big.size() * 1000);
 }
@@ -75,17 +77,19 @@ TEST_F(SendNowTest, AClosedPeerIsAnErrorNotWouldBlock) {
   ::close(fds_[1]);
   fds_[1] = -1;
   std::vector<const_buffer> pieces{boost::asio::buffer("x", 1)};
-  boost::system::error_code ec;
-  EXPECT_EQ(send_now(fds_[0], pieces, ec), 0u);
-  EXPECT_TRUE(ec);
-  EXPECT_NE(ec, boost::asio::error::would_block);
+  SentNow sent = send_now(fds_[0], pieces);
+  EXPECT_EQ(sent.bytes, 0u);
+  EXPECT_TRUE(sent.ec);
+  EXPECT_NE(sent.ec, boost::asio::error::would_block);
+  EXPECT_TRUE(sent.done()) << "a failed connection is not retried asynchronously";
 }
 
 TEST_F(SendNowTest, TooManyPiecesAreLeftToTheAsyncWrite) {
   std::vector<const_buffer> pieces(65, boost::asio::buffer("ab", 2));
-  boost::system::error_code ec;
-  EXPECT_EQ(send_now(fds_[0], pieces, ec), 0u);
-  EXPECT_EQ(ec, boost::asio::error::would_block);
+  SentNow sent = send_now(fds_[0], pieces);
+  EXPECT_EQ(sent.bytes, 0u);
+  EXPECT_EQ(sent.ec, boost::asio::error::would_block);
+  EXPECT_FALSE(sent.done());
   EXPECT_EQ(receive_all_available(), "");
 }
 
