@@ -4,6 +4,7 @@
 
 #include <array>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,6 +18,7 @@
 #include "proxy/router/router.h"
 #include "proxy/server/h2_connection.h"
 #include "proxy/server/local_reply.h"
+#include "proxy/util/exact_allocator.h"
 #include "proxy/util/send_now.h"
 #include "proxy/util/spare.h"
 
@@ -103,24 +105,31 @@ void H1Session::spawn(Start how) {
 }
 
 void H1Session::release_idle_memory() {
-  release_request_memory();
+  release_request_state();
   util::give_back(head_out_);
+  util::give_back(gather_);
 }
 
 // An idle keep-alive connection holds its socket, its TLS state and this
-// object: its per-request memory went to the thread's spares (read_head),
+// object without its request state (~0.5 KiB): its per-request memory went
+// to the thread's pool and spares (release_idle_memory),
 // and here its coroutine chain ends too (the frames of start's lambda, run
 // and read_head, ~1.5 KiB), leaving one wait on the socket whose handler
 // owns the session. nginx keeps an idle connection the same way: a read
 // event and a small struct. The idle deadline set before parking still
 // runs: on it, or on drain, the socket is cancelled and the wait completes
 // with an error, which closes the connection the usual way.
+//
+// The wait's operation is allocated to its exact size (util/exact_allocator.h):
+// Asio's recycling cache would hand it a block sized for a bigger operation.
 void H1Session::park() {
-  socket_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& ec) {
-                       self->resumed_ = !ec;
-                       self->spawn(ec ? Start::close : Start::resumed);
-                     });
+  socket_.async_wait(
+      tcp::socket::wait_read,
+      asio::bind_allocator(util::ExactAllocator<void>(),
+                           [self = shared_from_this()](const boost::system::error_code& ec) {
+                             self->resumed_ = !ec;
+                             self->spawn(ec ? Start::close : Start::resumed);
+                           }));
 }
 
 void H1Session::on_drain() {
@@ -136,6 +145,7 @@ void H1Session::on_drain() {
 }
 
 asio::awaitable<void> H1Session::run(Start how) {
+  take_request_state();  // a parked connection gave its one back
   bool serve = how != Start::close;
   if (how == Start::fresh) {
     if (listener_.proxy_protocol) {
@@ -196,13 +206,13 @@ asio::awaitable<void> H1Session::run(Start how) {
       break;
     }
     ++requests_;
-    ex.keep_alive = req_.keep_alive && !worker_.draining() && !closing_;
-    req_body_ = http::BodyDecoder::for_kind(req_.body, req_.content_length);
+    ex.keep_alive = rs_->req.keep_alive && !worker_.draining() && !closing_;
+    req_body_ = http::BodyDecoder::for_kind(rs_->req.body, rs_->req.content_length);
     body_cancelled_ = false;
     // ward answers "Expect: 100-continue" itself once it is ready for the body.
-    expect_continue_ = req_.expect_continue;
+    expect_continue_ = rs_->req.expect_continue;
     if (expect_continue_) {
-      req_.headers.remove("expect");
+      rs_->req.headers.remove("expect");
     }
     co_await handle(ex);
     finish(ex);
@@ -247,6 +257,7 @@ asio::awaitable<void> H1Session::linger() {
 }
 
 asio::awaitable<void> H1Session::serve_h2(std::string_view preread) {
+  release_request_state();  // each stream has its own; this one would idle
   h2_ = std::make_unique<H2Connection>(worker_, listener_, socket_, tls_stream_.get(), deadline_,
                                        peer_, peer_text_, tls_version_, tls_client_subject_);
   if (closing_) {
@@ -332,13 +343,13 @@ asio::awaitable<bool> H1Session::before_body(Exchange&) {
 }
 
 bool H1Session::response_head(Exchange& ex) {
-  const bool encoding = ctx_.response_encoder != nullptr;
+  const bool encoding = rs_->ctx.response_encoder != nullptr;
   // Until-close and encoded bodies become chunked for HTTP/1.1 clients so the
   // downstream connection survives; HTTP/1.0 clients get a close instead.
   chunked_down_ =
-      resp_.body == http::BodyKind::chunked ||
-      ((resp_.body == http::BodyKind::until_close || encoding) && req_.version_minor == 1);
-  if ((resp_.body == http::BodyKind::until_close || encoding) && !chunked_down_) {
+      rs_->resp.body == http::BodyKind::chunked ||
+      ((rs_->resp.body == http::BodyKind::until_close || encoding) && rs_->req.version_minor == 1);
+  if ((rs_->resp.body == http::BodyKind::until_close || encoding) && !chunked_down_) {
     ex.keep_alive = false;
   }
   serialize_response_head(ex, chunked_down_);
@@ -394,15 +405,15 @@ asio::awaitable<bool> H1Session::send_local_reply(Exchange& ex, int status, std:
   }
   head_out_.clear();
   util::take_spare(head_out_);
-  append_local_reply(head_out_, status, resp_.headers, body, !ex.keep_alive,
-                     req_.method == http::Method::head);
+  append_local_reply(head_out_, status, rs_->resp.headers, body, !ex.keep_alive,
+                     rs_->req.method == http::Method::head);
   deadline_.expires_after(limits().body_timeout);
   auto [ec, n] = co_await down_write(asio::buffer(head_out_));
   co_return !ec;
 }
 
 std::string_view H1Session::protocol() const {
-  return protocol_name(req_.version_minor);
+  return protocol_name(rs_->req.version_minor);
 }
 
 asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& error) {
@@ -410,7 +421,7 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
   http::HeadLimits head_limits{lim.max_header_size, lim.max_uri_size};
   size_t scanned = 0;
   size_t head_size = 0;
-  req_.clear();
+  rs_->req.clear();
   idle_ = in_.empty();
   if (resumed_) {
     resumed_ = false;  // woken from park(): the deadline set before it still runs
@@ -499,19 +510,19 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
       deadline_.expires_after(lim.header_timeout);
     }
   }
-  error = http::parse_request_head(in_.data().substr(0, head_size), head_limits, req_);
+  error = http::parse_request_head(in_.data().substr(0, head_size), head_limits, rs_->req);
   in_.consume(head_size);
   co_return error.status == http::ParseStatus::ok ? HeadResult::ok : HeadResult::error;
 }
 
 bool H1Session::frame_body(std::string_view data, filters::BodyEncoder::Mode mode, bool chunked,
                            char* size_line) {
-  if (ctx_.response_encoder) {
-    encoded_.clear();
-    if (!ctx_.response_encoder->encode(data, mode, encoded_)) {
+  if (rs_->ctx.response_encoder) {
+    rs_->encoded.clear();
+    if (!rs_->ctx.response_encoder->encode(data, mode, rs_->encoded)) {
       return false;
     }
-    data = encoded_;
+    data = rs_->encoded;
   }
   if (!data.empty()) {
     if (chunked) {
@@ -530,12 +541,12 @@ bool H1Session::frame_body(std::string_view data, filters::BodyEncoder::Mode mod
 }
 
 asio::awaitable<void> H1Session::upgraded(Exchange& ex, upstream::UpstreamConnection& conn) {
-  http::prepare_downstream_response(resp_);
+  http::prepare_downstream_response(rs_->resp);
   ex.status = 101;
   run_response_filters(ex, 101, false);
-  ctx_.response_encoder.reset();  // a tunnel carries frames, not a body to encode
+  rs_->ctx.response_encoder.reset();  // a tunnel carries frames, not a body to encode
   // Neither connection speaks HTTP again.
-  resp_.keep_alive = false;
+  rs_->resp.keep_alive = false;
   ex.keep_alive = false;
   serialize_response_head(ex, false);
   auto& metrics = *worker_.shared().metrics;
@@ -770,22 +781,23 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_w
 void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
   head_out_.clear();
   util::take_spare(head_out_);
-  head_out_ += protocol_name(req_.version_minor);
+  head_out_ += protocol_name(rs_->req.version_minor);
   head_out_ += ' ';
-  head_out_ += status_label(resp_.status);
+  head_out_ += status_label(rs_->resp.status);
   head_out_ += ' ';
-  head_out_ += resp_.reason.empty() ? reason_phrase(resp_.status) : std::string_view(resp_.reason);
+  head_out_ += rs_->resp.reason.empty() ? reason_phrase(rs_->resp.status)
+                                        : std::string_view(rs_->resp.reason);
   head_out_ += "\r\n";
-  resp_.headers.serialize_to(head_out_);
+  rs_->resp.headers.serialize_to(head_out_);
   if (chunked_down) {
     head_out_ += "Transfer-Encoding: chunked\r\n";
   }
-  if (resp_.status == 101) {
+  if (rs_->resp.status == 101) {
     // "Connection: upgrade" is already there (prepare_downstream_response).
   } else if (!ex.keep_alive || closing_ || worker_.draining()) {
     ex.keep_alive = false;
     head_out_ += "Connection: close\r\n";
-  } else if (req_.version_minor == 0) {
+  } else if (rs_->req.version_minor == 0) {
     head_out_ += "Connection: keep-alive\r\n";
   }
   head_out_ += "\r\n";

@@ -55,8 +55,9 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   // Idle long enough: end the coroutines and wait for the next request with
   // a plain handler (see the definition).
   void park();
-  // Before parking: the request's memory (header lists, heads) goes to the
-  // thread's spares; the read and TLS buffers went when the wait began.
+  // Before parking: the request state (RequestState, with its header lists
+  // and heads) goes to the thread's pool and the response head and gather
+  // list to its spares; the read and TLS buffers went when the wait began.
   void release_idle_memory();
   boost::asio::awaitable<HeadResult> read_head(http::ParseError& error);
   // Hands the connection to HTTP/2; `preread` holds bytes already read (the

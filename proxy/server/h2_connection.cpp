@@ -70,7 +70,7 @@ class H2Stream : public RequestHandler {
         id_(id),
         event_(conn.socket_.get_executor()),
         body_event_(conn.socket_.get_executor()),
-        builder_(req_, limits().max_header_size, limits().max_uri_size) {
+        builder_(rs_->req, limits().max_header_size, limits().max_uri_size) {
     peer_ = conn.peer_;
     peer_text_ = conn.peer_text_;
     tls_version_ = conn.tls_version_;
@@ -299,8 +299,8 @@ class H2Stream : public RequestHandler {
     if (closed_) {
       return false;
     }
-    bool has_body = resp_.body != http::BodyKind::none && req_.method != http::Method::head;
-    submit(resp_.status, has_body, {});
+    bool has_body = rs_->resp.body != http::BodyKind::none && rs_->req.method != http::Method::head;
+    submit(rs_->resp.status, has_body, {});
     return true;
   }
 
@@ -310,13 +310,13 @@ class H2Stream : public RequestHandler {
       co_return false;
     }
     if (!data.empty() || mode == filters::BodyEncoder::Mode::finish) {
-      if (ctx_.response_encoder) {
-        encoded_.clear();
-        if (!ctx_.response_encoder->encode(data, mode, encoded_)) {
+      if (rs_->ctx.response_encoder) {
+        rs_->encoded.clear();
+        if (!rs_->ctx.response_encoder->encode(data, mode, rs_->encoded)) {
           worker_.shared().log->warn("response encoder failed for {}", ex.upstream_server);
           co_return false;
         }
-        data = encoded_;
+        data = rs_->encoded;
       }
       if (!out_eof_) {  // a response without a body ended with its HEADERS
         out_.append(data);
@@ -345,11 +345,12 @@ class H2Stream : public RequestHandler {
     if (closed_ || submitted_) {
       co_return false;
     }
-    bool has_body = !body.empty() && req_.method != http::Method::head;
+    bool has_body = !body.empty() && rs_->req.method != http::Method::head;
     if (status != 204 && status != 304) {
       char len[24];
       auto [end, ec] = std::to_chars(len, len + sizeof len, body.size());
-      resp_.headers.set("Content-Length", std::string_view(len, static_cast<size_t>(end - len)));
+      rs_->resp.headers.set("Content-Length",
+                            std::string_view(len, static_cast<size_t>(end - len)));
     }
     submit(status, has_body, body);
     co_return true;
@@ -363,19 +364,20 @@ class H2Stream : public RequestHandler {
     return static_cast<H2Stream*>(source->ptr)->read_response(length, data_flags);
   }
 
-  // HEADERS for the response in resp_.headers (HTTP/2 wants lower-case
+  // HEADERS for the response in rs_->resp.headers (HTTP/2 wants lower-case
   // names; hop-by-hop fields are already gone), then DATA from out_.
   void submit(int status, bool has_body, std::string_view body) {
     submitted_ = true;
     status_text_ = status_label(status);
     size_t name_bytes = 0;
-    resp_.headers.for_each([&](const http::HeaderList::Field& f) { name_bytes += f.name.size(); });
+    rs_->resp.headers.for_each(
+        [&](const http::HeaderList::Field& f) { name_bytes += f.name.size(); });
     // nva points into names_: sized once, no reallocation below.
     names_.resize(name_bytes);
     char* lower = names_.data();
     nva_.clear();
     nva_.push_back(make_nv(":status", status_text_));
-    resp_.headers.for_each([&](const http::HeaderList::Field& f) {
+    rs_->resp.headers.for_each([&](const http::HeaderList::Field& f) {
       std::string_view name = f.name;
       if (!is_lower_token(name)) {
         for (size_t i = 0; i < name.size(); ++i) {

@@ -56,21 +56,64 @@ size_t format_chunk_size(char* out, size_t n) {
   return len + 2;
 }
 
+namespace {
+
+// This thread's pool of request states (each worker is one thread): at most
+// kMaxPooledStates, enough for the requests a worker has in flight at once
+// in the common case; beyond it a released state is freed.
+constexpr size_t kMaxPooledStates = 64;
+
+std::vector<std::unique_ptr<RequestState>>& state_pool() {
+  thread_local std::vector<std::unique_ptr<RequestState>> pool;
+  return pool;
+}
+
+}  // namespace
+
 RequestHandler::RequestHandler(Worker& worker, const ListenerInfo& listener)
-    : worker_(worker), listener_(listener) {}
+    : worker_(worker), listener_(listener) {
+  take_request_state();
+}
 
 RequestHandler::~RequestHandler() {
-  release_request_memory();  // an HTTP/2 stream's: to the connection's next stream
+  release_request_state();  // an HTTP/2 stream's: to the connection's next stream
+}
+
+void RequestHandler::take_request_state() {
+  if (rs_) {
+    return;
+  }
+  auto& pool = state_pool();
+  if (pool.empty()) {
+    rs_ = std::make_unique<RequestState>();
+  } else {
+    rs_ = std::move(pool.back());
+    pool.pop_back();
+  }
+}
+
+void RequestHandler::release_request_state() {
+  if (!rs_) {
+    return;
+  }
+  release_request_memory();
+  recycle(0);
+  auto& pool = state_pool();
+  if (pool.size() < kMaxPooledStates) {
+    pool.push_back(std::move(rs_));
+  } else {
+    rs_.reset();
+  }
 }
 
 void RequestHandler::release_request_memory() {
-  req_.headers.release_memory();
-  resp_.headers.release_memory();
-  util::give_back(up_head_);
-  util::give_back(target_up_);
-  util::give_back(reply_body_);
-  util::give_back(encoded_);
-  // up_gather_ and tried_ are a few dozen bytes: kept, not worth a trip.
+  rs_->req.headers.release_memory();
+  rs_->resp.headers.release_memory();
+  util::give_back(rs_->up_head);
+  util::give_back(rs_->target_up);
+  util::give_back(rs_->reply_body);
+  util::give_back(rs_->encoded);
+  // rs_->up_gather and rs_->tried are a few dozen bytes: kept, not worth a trip.
 }
 
 const config::Limits& RequestHandler::limits() const {
@@ -84,47 +127,48 @@ void RequestHandler::recycle(size_t keep_bytes) {
       s.shrink_to_fit();
     }
   };
-  client_ = {};
-  client_text_.clear();
-  req_.clear();
-  resp_.clear();
+  rs_->client = {};
+  rs_->client_text.clear();
+  rs_->req.clear();
+  rs_->resp.clear();
   // A head near max_header_size leaves its lists that large: not kept.
-  if (req_.headers.memory() > keep_bytes) {
-    req_.headers = http::HeaderList();
+  if (rs_->req.headers.memory() > keep_bytes) {
+    rs_->req.headers = http::HeaderList();
   }
-  if (resp_.headers.memory() > keep_bytes) {
-    resp_.headers = http::HeaderList();
+  if (rs_->resp.headers.memory() > keep_bytes) {
+    rs_->resp.headers = http::HeaderList();
   }
-  ctx_.reset();
-  host_.clear();
-  trim(reply_body_);
-  trim(encoded_);
-  up_head_.clear();
-  target_up_.clear();
-  up_gather_.clear();
-  tried_.clear();
+  rs_->ctx.reset();
+  rs_->host.clear();
+  trim(rs_->reply_body);
+  trim(rs_->encoded);
+  rs_->up_head.clear();
+  rs_->target_up.clear();
+  rs_->up_gather.clear();
+  rs_->tried.clear();
   active_conn_ = nullptr;
 }
 
 asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
   const auto& cfg = *ex.snapshot->config;
-  ex.request_body_done = req_.body == http::BodyKind::none ||
-                         (req_.body == http::BodyKind::content_length && req_.content_length == 0);
+  ex.request_body_done =
+      rs_->req.body == http::BodyKind::none ||
+      (rs_->req.body == http::BodyKind::content_length && rs_->req.content_length == 0);
 
-  client_ = http::decide_client_ip(req_.headers, peer_, ex.snapshot->trusted_proxies);
-  client_text_ = client_ == peer_ ? peer_text_ : client_.to_string();
+  rs_->client = http::decide_client_ip(rs_->req.headers, peer_, ex.snapshot->trusted_proxies);
+  rs_->client_text = rs_->client == peer_ ? peer_text_ : rs_->client.to_string();
 
-  host_ = req_.headers.get("host").value_or("");
+  rs_->host = rs_->req.headers.get("host").value_or("");
   begin_filters(ex);
   const auto& snap = *ex.snapshot;
   if (!snap.global_filters.empty()) {
-    ex.global_ran = snap.global_filters.run_request(ctx_, states_.data());
-    if (ctx_.replied()) {
-      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
+    ex.global_ran = snap.global_filters.run_request(rs_->ctx, rs_->states.data());
+    if (rs_->ctx.replied()) {
+      co_await reply(ex, rs_->ctx.reply_status, rs_->ctx.reply_error);
       co_return;
     }
   }
-  std::string_view host = host_;
+  std::string_view host = rs_->host;
   if (listener_.redirect_https) {
     // 308 keeps the method and body (RFC 9110 15.4.9); 443 is the default port.
     auto name = host.substr(0, host.rfind(':') == std::string_view::npos || host.back() == ']'
@@ -135,25 +179,25 @@ asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
     if (*listener_.redirect_https != 443) {
       location += ":" + std::to_string(*listener_.redirect_https);
     }
-    location += req_.target;
+    location += rs_->req.target;
     co_await reply(ex, 308, {}, location);
     co_return;
   }
-  if (req_.body == http::BodyKind::content_length && cfg.limits.max_body_size > 0 &&
-      req_.content_length > cfg.limits.max_body_size) {
+  if (rs_->req.body == http::BodyKind::content_length && cfg.limits.max_body_size > 0 &&
+      rs_->req.content_length > cfg.limits.max_body_size) {
     co_await reply(ex, 413);
     co_return;
   }
-  ex.route = snap.router.match(host, req_.path(), req_.method_text);
+  ex.route = snap.router.match(host, rs_->req.path(), rs_->req.method_text);
   if (ex.route < 0) {
     co_await reply(ex, 404);
     co_return;
   }
   const auto& chain = snap.route_filters[static_cast<size_t>(ex.route)];
   if (!chain.empty()) {
-    ex.route_ran = chain.run_request(ctx_, states_.data() + snap.global_filters.size());
-    if (ctx_.replied()) {
-      co_await reply(ex, ctx_.reply_status, ctx_.reply_error);
+    ex.route_ran = chain.run_request(rs_->ctx, rs_->states.data() + snap.global_filters.size());
+    if (rs_->ctx.replied()) {
+      co_await reply(ex, rs_->ctx.reply_status, rs_->ctx.reply_error);
       co_return;
     }
   }
@@ -162,36 +206,36 @@ asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
 
 void RequestHandler::begin_filters(Exchange& ex) {
   const auto& snap = *ex.snapshot;
-  if (states_.size() < snap.max_filter_states) {
-    states_.resize(snap.max_filter_states);
+  if (rs_->states.size() < snap.max_filter_states) {
+    rs_->states.resize(snap.max_filter_states);
   }
-  ctx_.reset();
-  ctx_.method = req_.method_text;
-  ctx_.path = req_.path();
-  ctx_.query = req_.query();
-  ctx_.host = host_;
-  ctx_.request_headers = &req_.headers;
-  ctx_.client_ip = client_;
-  ctx_.client_ip_text = client_text_;
-  ctx_.tls = tls_;
-  ctx_.now_ns =
+  rs_->ctx.reset();
+  rs_->ctx.method = rs_->req.method_text;
+  rs_->ctx.path = rs_->req.path();
+  rs_->ctx.query = rs_->req.query();
+  rs_->ctx.host = rs_->host;
+  rs_->ctx.request_headers = &rs_->req.headers;
+  rs_->ctx.client_ip = rs_->client;
+  rs_->ctx.client_ip_text = rs_->client_text;
+  rs_->ctx.tls = tls_;
+  rs_->ctx.now_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(ex.start.time_since_epoch()).count();
-  ctx_.worker = worker_.index();
+  rs_->ctx.worker = worker_.index();
 }
 
 void RequestHandler::run_response_filters(Exchange& ex, int status, bool local) {
-  ctx_.status = status;
-  ctx_.local_reply = local;
-  ctx_.response_headers = &resp_.headers;
-  ctx_.response_has_body =
-      status >= 200 && status != 204 && status != 304 && req_.method != http::Method::head;
+  rs_->ctx.status = status;
+  rs_->ctx.local_reply = local;
+  rs_->ctx.response_headers = &rs_->resp.headers;
+  rs_->ctx.response_has_body =
+      status >= 200 && status != 204 && status != 304 && rs_->req.method != http::Method::head;
   const auto& snap = *ex.snapshot;
   if (ex.route >= 0 && ex.route_ran > 0) {
     snap.route_filters[static_cast<size_t>(ex.route)].run_response(
-        ctx_, states_.data() + snap.global_filters.size(), ex.route_ran);
+        rs_->ctx, rs_->states.data() + snap.global_filters.size(), ex.route_ran);
   }
   if (ex.global_ran > 0) {
-    snap.global_filters.run_response(ctx_, states_.data(), ex.global_ran);
+    snap.global_filters.run_response(rs_->ctx, rs_->states.data(), ex.global_ran);
   }
 }
 
@@ -205,20 +249,20 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
 
   http::ForwardContext fctx;
   fctx.peer = peer_;
-  fctx.client = client_;  // decided once, in handle()
+  fctx.client = rs_->client;  // decided once, in handle()
   fctx.peer_trusted = snap.trusted_proxies.contains(peer_);
   fctx.tls = tls_;
-  http::prepare_upstream_request(req_, fctx);
-  // The client's target stays in req_ (filters and the access log see it);
+  http::prepare_upstream_request(rs_->req, fctx);
+  // The client's target stays in rs_->req (filters and the access log see it);
   // only a stripped target needs a string of its own.
   if (route.strip_prefix) {
-    target_up_ = router::strip_prefix(req_.target, route.match.path_prefix);
+    rs_->target_up = router::strip_prefix(rs_->req.target, route.match.path_prefix);
   }
-  serialize_request_head(route.strip_prefix ? std::string_view(target_up_)
-                                            : std::string_view(req_.target));
+  serialize_request_head(route.strip_prefix ? std::string_view(rs_->target_up)
+                                            : std::string_view(rs_->req.target));
 
   auto& metrics = *worker_.shared().metrics;
-  auto& tried = tried_;  // reused: no allocation per request
+  auto& tried = rs_->tried;  // reused: no allocation per request
   tried.clear();
   int fail_status = 502;
   uint32_t attempts = 1 + ucfg.retries;
@@ -233,7 +277,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
     upstream::PickContext pctx;
     pctx.now_ms = upstream::steady_now_ms();
     if (ucfg.balance == config::Balance::ip_hash) {
-      pctx.hash = upstream::hash_key(client_text_);
+      pctx.hash = upstream::hash_key(rs_->client_text);
     }
     pctx.tried = tried;
     int index = wu.balancer->pick(*hosts, pctx);
@@ -292,7 +336,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
       metrics.upstream_requests.inc(worker_.index(),
                                     {ucfg.name, host.name, status_label(ex.status)});
       worker_.pool().keep_session(*conn);  // TLS 1.3: the tickets came before the response
-      bool reusable = resp_.keep_alive && ex.request_body_done && conn->buffer.empty();
+      bool reusable = rs_->resp.keep_alive && ex.request_body_done && conn->buffer.empty();
       if (reusable) {
         ++conn->requests;
         worker_.pool().put(std::move(conn), ucfg.keepalive);
@@ -365,9 +409,9 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
 }
 
 bool RequestHandler::replayable(const Exchange& ex) const {
-  return req_.idempotent() && !ex.body_taken &&
-         (req_.body == http::BodyKind::none ||
-          (req_.body == http::BodyKind::content_length && req_.content_length == 0));
+  return rs_->req.idempotent() && !ex.body_taken &&
+         (rs_->req.body == http::BodyKind::none ||
+          (rs_->req.body == http::BodyKind::content_length && rs_->req.content_length == 0));
 }
 
 asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
@@ -380,11 +424,11 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   conn.deadline.expires_after(lim.body_timeout);
   upstream::UpstreamConnection::IoResult sent;
   if (conn.is_tls()) {
-    sent = co_await conn.write(asio::buffer(up_head_));
+    sent = co_await conn.write(asio::buffer(rs_->up_head));
   } else {
     // The head fits the send buffer of a connection that is ready for a
     // request: sent here, no wait. Only a part left over waits.
-    const asio::const_buffer head = asio::buffer(up_head_);
+    const asio::const_buffer head = asio::buffer(rs_->up_head);
     const util::SentNow now = util::send_now(conn.socket.native_handle(), {&head, 1});
     if (now.done()) {
       sent = {now.ec, now.bytes};
@@ -412,7 +456,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_once(
   if (head != Outcome::ok) {
     co_return head;
   }
-  if (resp_.status == 101) {
+  if (rs_->resp.status == 101) {
     co_await upgraded(ex, conn);
     co_return Outcome::ok;
   }
@@ -461,7 +505,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::forward_duplex(
     // The head is in: request_timeout must not fire while the response
     // waits on the client (it would cancel the body's writes too).
     conn.deadline.reset(util::Deadline::Lane::main);
-    if (resp_.status == 101) {
+    if (rs_->resp.status == 101) {
       // The tunnel starts after the whole request, as it always did: its
       // first upstream bytes must not interleave with the body.
       co_await join_body(relay, conn, false);
@@ -519,7 +563,7 @@ asio::awaitable<void> RequestHandler::send_body(Exchange& ex, upstream::Upstream
                                                 BodyRelay& relay) {
   using Lane = util::Deadline::Lane;
   const auto& lim = ex.snapshot->config->limits;
-  const bool chunked = req_.body == http::BodyKind::chunked;
+  const bool chunked = rs_->req.body == http::BodyKind::chunked;
   char size_line[24];
   // The request has gone up (or can go no further): from now on the wait
   // for the response head is request_timeout's, as without a body.
@@ -552,17 +596,17 @@ asio::awaitable<void> RequestHandler::send_body(Exchange& ex, upstream::Upstream
         client_failed(413);
         co_return;
       }
-      up_gather_.clear();
+      rs_->up_gather.clear();
       if (chunked) {
         size_t len = format_chunk_size(size_line, piece.data.size());
-        up_gather_.emplace_back(size_line, len);
+        rs_->up_gather.emplace_back(size_line, len);
       }
-      up_gather_.emplace_back(piece.data.data(), piece.data.size());
+      rs_->up_gather.emplace_back(piece.data.data(), piece.data.size());
       if (chunked) {
-        up_gather_.emplace_back("\r\n", 2);
+        rs_->up_gather.emplace_back("\r\n", 2);
       }
       conn.deadline.expires_after(lim.body_timeout, Lane::second);
-      auto [ec, n] = co_await conn.write(up_gather_);
+      auto [ec, n] = co_await conn.write(rs_->up_gather);
       if (relay.stop) {
         co_return;
       }
@@ -618,8 +662,8 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
     if (!conn.buffer.empty()) {
       auto found = http::find_head_end(conn.buffer.data(), head_limits, false, scanned, head_size);
       if (found.status == http::ParseStatus::ok) {
-        auto parsed =
-            http::parse_response_head(conn.buffer.data().substr(0, head_size), req_.method, resp_);
+        auto parsed = http::parse_response_head(conn.buffer.data().substr(0, head_size),
+                                                rs_->req.method, rs_->resp);
         conn.buffer.consume(head_size);
         if (parsed.status != http::ParseStatus::ok) {
           worker_.shared().log->warn("upstream {}: refused response: {}", ex.upstream_server,
@@ -627,8 +671,8 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
           fail_status = 502;
           co_return Outcome::fail;
         }
-        if (resp_.status == 101) {
-          if (req_.upgrade_websocket) {
+        if (rs_->resp.status == 101) {
+          if (rs_->req.upgrade_websocket) {
             co_return Outcome::ok;  // the handshake's answer: a tunnel follows
           }
           // RFC 9110 15.2.2: switching protocols the client did not ask for.
@@ -638,7 +682,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
           co_return Outcome::fail;
         }
         // Interim responses (100, 103) are not relayed.
-        if (resp_.status >= 100 && resp_.status < 200) {
+        if (rs_->resp.status >= 100 && rs_->resp.status < 200) {
           scanned = 0;
           continue;
         }
@@ -681,14 +725,14 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
                                                      const BodyRelay* duplex) {
   using Mode = filters::BodyEncoder::Mode;
   const auto& lim = ex.snapshot->config->limits;
-  http::prepare_downstream_response(resp_);
-  ex.status = resp_.status;
-  run_response_filters(ex, resp_.status, false);
-  if (resp_.body == http::BodyKind::none) {
-    ctx_.response_encoder.reset();  // nothing to encode (HEAD, 204, 304)
+  http::prepare_downstream_response(rs_->resp);
+  ex.status = rs_->resp.status;
+  run_response_filters(ex, rs_->resp.status, false);
+  if (rs_->resp.body == http::BodyKind::none) {
+    rs_->ctx.response_encoder.reset();  // nothing to encode (HEAD, 204, 304)
   }
-  if (ctx_.response_encoder) {
-    resp_.headers.remove("content-length");  // the encoded length is not known yet
+  if (rs_->ctx.response_encoder) {
+    rs_->resp.headers.remove("content-length");  // the encoded length is not known yet
   }
   // A body still going up may well end before the response does (an
   // echo): the head does not announce a close for that. One the client
@@ -698,19 +742,19 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
     ex.keep_alive = false;
   }
   if (!response_head(ex)) {
-    resp_.keep_alive = false;
+    rs_->resp.keep_alive = false;
     ex.keep_alive = false;
     co_return false;
   }
 
-  auto body = http::BodyDecoder::for_kind(resp_.body, resp_.content_length);
+  auto body = http::BodyDecoder::for_kind(rs_->resp.body, rs_->resp.content_length);
   bool head_out = false;
   for (;;) {
     http::BodyDecoder::Step step;
     if (!body.done() && !conn.buffer.empty()) {
       step = body.feed(conn.buffer.data());
       if (step.error.status != http::ParseStatus::ok) {
-        resp_.keep_alive = false;
+        rs_->resp.keep_alive = false;
         ex.keep_alive = false;
         co_return false;
       }
@@ -728,7 +772,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
       }
       bool sent = co_await response_body(ex, step.data, mode);
       if (!sent) {
-        resp_.keep_alive = false;
+        rs_->resp.keep_alive = false;
         ex.keep_alive = false;
         ex.downstream_failed = true;
         co_return false;
@@ -745,7 +789,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
     }
     if (duplex != nullptr && duplex->client_status != 0) {
       // The client failed its body while this side was busy downstream.
-      resp_.keep_alive = false;
+      rs_->resp.keep_alive = false;
       ex.keep_alive = false;
       co_return false;
     }
@@ -765,7 +809,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
     }
     if (ec) {
       if (ec == asio::error::eof && body.eof_completes()) {
-        resp_.keep_alive = false;
+        rs_->resp.keep_alive = false;
         bool sent = co_await response_body(ex, {}, Mode::finish);
         if (!sent) {
           ex.keep_alive = false;
@@ -774,7 +818,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
       }
       // Truncated or stalled upstream body: the client must not take a
       // partial body for a whole one, so its connection is closed.
-      resp_.keep_alive = false;
+      rs_->resp.keep_alive = false;
       ex.keep_alive = false;
       co_return false;
     }
@@ -783,17 +827,17 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
 }
 
 void RequestHandler::serialize_request_head(std::string_view target) {
-  up_head_.clear();
-  util::take_spare(up_head_);
-  up_head_ += req_.method_text;
-  up_head_ += ' ';
-  up_head_ += target;
-  up_head_ += " HTTP/1.1\r\n";
-  req_.headers.serialize_to(up_head_);
-  if (req_.body == http::BodyKind::chunked) {
-    up_head_ += "Transfer-Encoding: chunked\r\n";
+  rs_->up_head.clear();
+  util::take_spare(rs_->up_head);
+  rs_->up_head += rs_->req.method_text;
+  rs_->up_head += ' ';
+  rs_->up_head += target;
+  rs_->up_head += " HTTP/1.1\r\n";
+  rs_->req.headers.serialize_to(rs_->up_head);
+  if (rs_->req.body == http::BodyKind::chunked) {
+    rs_->up_head += "Transfer-Encoding: chunked\r\n";
   }
-  up_head_ += "\r\n";
+  rs_->up_head += "\r\n";
 }
 
 asio::awaitable<bool> RequestHandler::reply(Exchange& ex, int status, std::string_view error,
@@ -804,23 +848,24 @@ asio::awaitable<bool> RequestHandler::reply(Exchange& ex, int status, std::strin
   if (!ex.request_body_done || worker_.draining()) {
     ex.keep_alive = false;
   }
-  make_local_reply(status, error, resp_.headers, reply_body_);
+  make_local_reply(status, error, rs_->resp.headers, rs_->reply_body);
   if (!location.empty()) {
-    resp_.headers.add("Location", location);
+    rs_->resp.headers.add("Location", location);
   }
   run_response_filters(ex, status, true);
-  const bool head_only = req_.method == http::Method::head;
-  if (ctx_.response_encoder && !reply_body_.empty() && !head_only) {
+  const bool head_only = rs_->req.method == http::Method::head;
+  if (rs_->ctx.response_encoder && !rs_->reply_body.empty() && !head_only) {
     // A local body is small and whole: encode it in one step, keep its length.
-    encoded_.clear();
-    if (ctx_.response_encoder->encode(reply_body_, filters::BodyEncoder::Mode::finish, encoded_)) {
-      reply_body_.swap(encoded_);
+    rs_->encoded.clear();
+    if (rs_->ctx.response_encoder->encode(rs_->reply_body, filters::BodyEncoder::Mode::finish,
+                                          rs_->encoded)) {
+      rs_->reply_body.swap(rs_->encoded);
     } else {
-      resp_.headers.remove("content-encoding");
+      rs_->resp.headers.remove("content-encoding");
     }
   }
   ex.response_started = true;
-  bool ok = co_await send_local_reply(ex, status, reply_body_);
+  bool ok = co_await send_local_reply(ex, status, rs_->reply_body);
   if (!ok) {
     ex.keep_alive = false;
   }
@@ -830,13 +875,13 @@ asio::awaitable<bool> RequestHandler::reply(Exchange& ex, int status, std::strin
 void RequestHandler::finish(Exchange& ex) {
   const auto& snap = *ex.snapshot;
   if (ex.global_ran > 0) {
-    snap.global_filters.run_log(ctx_, ex.global_ran);
+    snap.global_filters.run_log(rs_->ctx, ex.global_ran);
   }
   if (ex.route >= 0 && ex.route_ran > 0) {
-    snap.route_filters[static_cast<size_t>(ex.route)].run_log(ctx_, ex.route_ran);
+    snap.route_filters[static_cast<size_t>(ex.route)].run_log(rs_->ctx, ex.route_ran);
   }
   log_request(ex);
-  ctx_.response_encoder.reset();  // its state is large: free it between requests
+  rs_->ctx.response_encoder.reset();  // its state is large: free it between requests
 }
 
 void RequestHandler::log_request(Exchange& ex) {
@@ -864,11 +909,11 @@ void RequestHandler::log_request(Exchange& ex) {
   // for every request: most run with the access log off.
   r.time = std::chrono::system_clock::now() -
            std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - ex.start);
-  r.client_ip = client_text_.empty() ? std::string_view(peer_text_) : client_text_;
-  r.method = req_.method_text;
-  r.host = host_;
-  r.path = req_.path();
-  r.query = req_.query();
+  r.client_ip = rs_->client_text.empty() ? std::string_view(peer_text_) : rs_->client_text;
+  r.method = rs_->req.method_text;
+  r.host = rs_->host;
+  r.path = rs_->req.path();
+  r.query = rs_->req.query();
   r.protocol = protocol();
   r.status = ex.status;
   r.bytes_in = ex.bytes_in;
@@ -878,9 +923,9 @@ void RequestHandler::log_request(Exchange& ex) {
   r.upstream = ex.upstream_name;
   r.upstream_server = ex.upstream_server;
   r.upstream_duration_ms = ex.upstream_ms;
-  r.request_id = ctx_.request_id;
-  r.user_agent = req_.headers.get("user-agent").value_or("");
-  r.referer = req_.headers.get("referer").value_or("");
+  r.request_id = rs_->ctx.request_id;
+  r.user_agent = rs_->req.headers.get("user-agent").value_or("");
+  r.referer = rs_->req.headers.get("referer").value_or("");
   r.tls_version = tls_version_;
   r.tls_client_subject = tls_client_subject_;
   shared.access_log->write(shard, r);

@@ -42,6 +42,29 @@ struct Exchange {
   size_t route_ran = 0;            // the same for the route's chain
 };
 
+// What only a request in flight needs, apart from the connection: the heads,
+// the filters' context and slots, the serialised upstream head, ward's own
+// reply. About 1 KiB with the vectors' memory. A handler holds one while it
+// works; an idle HTTP/1.1 connection gives its one back (H1Session::park)
+// to this thread's pool (RequestHandler::release_request_state), so 10,000
+// idle connections share the few the busy ones use, the way nginx frees a
+// request's pool and keeps the connection's small struct.
+struct RequestState {
+  util::IpAddress client;  // of the current request (decide_client_ip)
+  std::string client_text;
+  http::RequestHead req;
+  http::ResponseHead resp;
+  filters::RequestContext ctx;               // reused for every request
+  std::vector<filters::FilterState> states;  // global chain's slots, then the route's
+  std::string host;                          // Host as received: stable while filters edit headers
+  std::string reply_body;                    // ward's own response body
+  std::string encoded;                       // response encoder output
+  std::string up_head;                       // the request head going upstream
+  std::string target_up;  // the request-target sent upstream when strip_prefix applies
+  std::vector<boost::asio::const_buffer> up_gather;
+  std::vector<size_t> tried;  // hosts tried for the current request
+};
+
 // Everything about one request that does not depend on the codec it came
 // in on: the filters' request and response phases, routing, the balancer and
 // the upstream pool, the HTTP/1.1 exchange with the upstream server (retries,
@@ -125,6 +148,11 @@ class RequestHandler {
   // request in progress needs (header lists, serialised heads) goes to the
   // thread's spares (util/spare.h), for whichever connection works next.
   void release_request_memory();
+  // Idle for a while (H1Session::park): the request state itself goes to
+  // this thread's pool, its memory released first; take_request_state()
+  // gets one back (from the pool, else a new one) before the next request.
+  void release_request_state();
+  void take_request_state();
   // Back to a new handler's per-request state, for a codec that reuses one
   // handler object for an unrelated request (an HTTP/2 stream recycled by its
   // connection): what a request set and the next one might read before
@@ -142,15 +170,9 @@ class RequestHandler {
   std::string_view tls_version_;    // "TLSv1.3" after a handshake, "" on plain
   std::string tls_client_subject_;  // mTLS: the verified client certificate's subject
   bool tls_ = false;                // the downstream connection is TLS
-  util::IpAddress client_;          // of the current request (decide_client_ip)
-  std::string client_text_;
-  http::RequestHead req_;
-  http::ResponseHead resp_;
-  filters::RequestContext ctx_;               // reused for every request
-  std::vector<filters::FilterState> states_;  // global chain's slots, then the route's
-  std::string host_;                          // Host as received: stable while filters edit headers
-  std::string reply_body_;                    // ward's own response body
-  std::string encoded_;                       // response encoder output
+  // The current request's state; null only while a codec has given it
+  // back (release_request_state: a parked HTTP/1.1 connection).
+  std::unique_ptr<RequestState> rs_;
 
  private:
   enum class Outcome { ok, retry, fail };
@@ -201,10 +223,6 @@ class RequestHandler {
   bool replayable(const Exchange& ex) const;
   void log_request(Exchange& ex);
 
-  std::string up_head_;    // the request head going upstream
-  std::string target_up_;  // the request-target sent upstream when strip_prefix applies
-  std::vector<boost::asio::const_buffer> up_gather_;
-  std::vector<size_t> tried_;  // hosts tried for the current request
   upstream::UpstreamConnection* active_conn_ = nullptr;
 };
 

@@ -1,11 +1,14 @@
 #pragma once
 
 #include <array>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+
+#include "proxy/util/exact_allocator.h"
 
 namespace ward::util {
 
@@ -90,13 +93,17 @@ class Deadline {
     if (!self_) {
       self_ = std::make_shared<Deadline*>(this);
     }
-    timer_.async_wait([self = self_, gen = generation_](const boost::system::error_code& ec) {
-      Deadline* d = *self;
-      if (ec || d == nullptr || gen != d->generation_) {
-        return;  // superseded by a re-arm, stopped, or the owner is gone
-      }
-      d->fire();
-    });
+    // Exact-size allocation (exact_allocator.h), not Asio's recycling
+    // cache: the wait is often pending for as long as the connection idles.
+    timer_.async_wait(boost::asio::bind_allocator(
+        ExactAllocator<void>(),
+        [self = self_, gen = generation_](const boost::system::error_code& ec) {
+          Deadline* d = *self;
+          if (ec || d == nullptr || gen != d->generation_) {
+            return;  // superseded by a re-arm, stopped, or the owner is gone
+          }
+          d->fire();
+        }));
   }
 
   // The armed wait ran out: mark the lanes whose deadline passed, tell the

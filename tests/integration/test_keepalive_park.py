@@ -110,6 +110,31 @@ def test_many_parked_connections_each_serve_again(ward):
             c.close()
 
 
+def test_request_state_handed_between_parked_connections_carries_nothing_over(ward):
+    # A parked connection gives its request state (heads, filter context,
+    # upstream head) to the worker's pool and takes one back when it wakes,
+    # usually the one another connection used last: nothing of that other
+    # connection's requests may reach the upstream in this one's.
+    with ward.conn() as a, ward.conn() as b:
+        assert get(a, "/a0") == "/a0"
+        time.sleep(PARK_IDLE)  # a parks: its state goes to the pool
+        b.send("GET /b-secret?x=1 HTTP/1.1\r\nHost: b.example\r\nX-From-B: yes\r\n"
+               "Authorization: Bearer b-token\r\nCookie: b=1\r\n\r\n")
+        rb = b.read_response()
+        assert rb.status == 200
+        time.sleep(PARK_IDLE)  # b parks too: its state, just used, is on top
+        a.send("GET /a1 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        ra = a.read_response()
+        assert ra.status == 200
+        seen = ra.json()
+        assert seen["target"] == "/a1"
+        headers = {n.lower(): v for n, v in seen["headers"]}
+        assert headers["host"] == "a.example"
+        for name in ("x-from-b", "authorization", "cookie"):
+            assert name not in headers, (name, headers)
+        assert "b-token" not in ra.body.decode() and "b.example" not in ra.body.decode()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["plain", "tls"])
 def test_parked_connection_keeps_its_idle_timeout(module_group, app, cert, kind):
