@@ -40,6 +40,10 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // request_handler.cpp); for the response's write on plain connections.
 constexpr auto kDeferred = asio::as_tuple(asio::deferred);
 constexpr size_t kMinDownstreamBuffer = 32 * 1024;
+// What a request head is first read into (util::IoBuffer grows it to the
+// full buffer for a longer head or a body): nearly every head fits, and a
+// burst of new connections holds 4 KiB apiece while it reads, not 32.
+constexpr size_t kHeadBuffer = 4 * 1024;
 // Lingering close (nginx's lingering_time): how long a client that is still
 // sending a body nobody reads may go on before the connection is closed
 // under it.
@@ -50,7 +54,7 @@ constexpr auto kLingerTime = std::chrono::seconds(5);
 // cache); a client that sends its next request within this time never pays
 // it, one that idles longer pays it once per idle period, when a microsecond
 // is nothing beside the wait.
-constexpr auto kParkAfter = std::chrono::milliseconds(200);
+constexpr auto kParkAfter = std::chrono::milliseconds(20);
 using Lane = util::Deadline::Lane;
 
 std::string_view protocol_name(int version_minor) {
@@ -64,7 +68,8 @@ H1Session::H1Session(Worker& worker, const ListenerInfo& listener, tcp::socket s
       socket_(std::move(socket)),
       deadline_(socket_.get_executor()),
       in_(std::max<size_t>(kMinDownstreamBuffer,
-                           worker.snapshot()->config->limits.max_header_size + 1024)) {
+                           worker.snapshot()->config->limits.max_header_size + 1024),
+          kHeadBuffer) {
   deadline_.on_expire([this] {
     boost::system::error_code ignored;
     socket_.cancel(ignored);
@@ -78,7 +83,7 @@ H1Session::H1Session(Worker& worker, const ListenerInfo& listener, tcp::socket s
     }
   }
   socket_.set_option(tcp::no_delay(true), ec);
-  worker_.register_session(this);
+  worker_.register_session(*this);
   worker_.shared().connections->fetch_add(1, std::memory_order_relaxed);
   counted_ = true;
   worker_.shared().metrics->connections_active.add(worker_.index(), {listener_.name}, 1);
@@ -90,7 +95,8 @@ H1Session::~H1Session() {
     worker_.shared().connections->fetch_sub(1, std::memory_order_relaxed);
     worker_.shared().metrics->connections_active.add(worker_.index(), {listener_.name}, -1);
   }
-  worker_.unregister_session(this);
+  worker_.parking().leave(*this);
+  worker_.unregister_session(*this);
 }
 
 void H1Session::start() {
@@ -106,23 +112,37 @@ void H1Session::spawn(Start how) {
 
 void H1Session::release_idle_memory() {
   release_request_state();
-  util::give_back(head_out_);
-  util::give_back(gather_);
+  if (h1_) {
+    util::give_back(h1_->head_out);
+    util::give_back(h1_->gather);
+    *h1_ = H1Request{};  // holds no memory now: the next user starts clean
+    util::give_object(h1_);
+  }
 }
 
 // An idle keep-alive connection holds its socket, its TLS state and this
 // object without its request state (~0.5 KiB): its per-request memory went
-// to the thread's pool and spares (release_idle_memory),
-// and here its coroutine chain ends too (the frames of start's lambda, run
-// and read_head, ~1.5 KiB), leaving one wait on the socket whose handler
-// owns the session. nginx keeps an idle connection the same way: a read
-// event and a small struct. The idle deadline set before parking still
-// runs: on it, or on drain, the socket is cancelled and the wait completes
-// with an error, which closes the connection the usual way.
+// to the thread's pool and spares (release_idle_memory), and here its
+// coroutine chain ends too (the frames of start's lambda, run and read_head,
+// ~1.5 KiB). It waits in the worker's parking lot, which watches its socket
+// and its idle deadline for all its parked connections at once, so that no
+// Asio operation of its own stays pending (a socket wait and a timer wait
+// would hold ~400 bytes for as long as it idles). nginx keeps an idle
+// connection the same way: an epoll registration and a small struct.
 //
-// The wait's operation is allocated to its exact size (util/exact_allocator.h):
-// Asio's recycling cache would hand it a block sized for a bigger operation.
+// The connection owns itself while parked (parked_self_); the lot calls
+// unparked() when its socket turns readable (the next request, or the
+// peer's close), when its idle deadline passes, or on drain.
 void H1Session::park() {
+  deadline_.suspend();
+  if (worker_.parking().park(*this, socket_.native_handle(), deadline_.expiry(Lane::main))) {
+    parked_self_ = shared_from_this();
+    return;
+  }
+  // The kernel refused the registration (epoll's watch limit): a socket
+  // wait of its own instead, bounded by the deadline as before parking. Its
+  // operation is allocated to its exact size (util/exact_allocator.h).
+  deadline_.resume();
   socket_.async_wait(
       tcp::socket::wait_read,
       asio::bind_allocator(util::ExactAllocator<void>(),
@@ -130,6 +150,26 @@ void H1Session::park() {
                              self->resumed_ = !ec;
                              self->spawn(ec ? Start::close : Start::resumed);
                            }));
+}
+
+void H1Session::unparked(ParkingLot::Unpark why) {
+  auto self = std::move(parked_self_);  // the last reference when dropped
+  switch (why) {
+    case ParkingLot::Unpark::readable:
+      deadline_.resume();  // the idle deadline again bounds what follows
+      resumed_ = true;
+      spawn(Start::resumed);
+      break;
+    case ParkingLot::Unpark::closing:
+      deadline_.resume();  // bounds the close (TLS close_notify)
+      spawn(Start::close);
+      break;
+    case ParkingLot::Unpark::expired:
+      spawn(Start::close);  // the deadline has passed: nothing left to arm
+      break;
+    case ParkingLot::Unpark::dropped:
+      break;  // the worker's loop has stopped: `self` ends the connection
+  }
 }
 
 void H1Session::on_drain() {
@@ -146,6 +186,9 @@ void H1Session::on_drain() {
 
 asio::awaitable<void> H1Session::run(Start how) {
   take_request_state();  // a parked connection gave its one back
+  if (!h1_) {
+    h1_ = util::take_object<H1Request>();
+  }
   bool serve = how != Start::close;
   if (how == Start::fresh) {
     if (listener_.proxy_protocol) {
@@ -207,11 +250,11 @@ asio::awaitable<void> H1Session::run(Start how) {
     }
     ++requests_;
     ex.keep_alive = rs_->req.keep_alive && !worker_.draining() && !closing_;
-    req_body_ = http::BodyDecoder::for_kind(rs_->req.body, rs_->req.content_length);
-    body_cancelled_ = false;
+    h1_->body = http::BodyDecoder::for_kind(rs_->req.body, rs_->req.content_length);
+    h1_->body_cancelled = false;
     // ward answers "Expect: 100-continue" itself once it is ready for the body.
-    expect_continue_ = rs_->req.expect_continue;
-    if (expect_continue_) {
+    h1_->expect_continue = rs_->req.expect_continue;
+    if (h1_->expect_continue) {
       rs_->req.headers.remove("expect");
     }
     co_await handle(ex);
@@ -257,7 +300,7 @@ asio::awaitable<void> H1Session::linger() {
 }
 
 asio::awaitable<void> H1Session::serve_h2(std::string_view preread) {
-  release_request_state();  // each stream has its own; this one would idle
+  release_idle_memory();  // each stream has its own request state; these would idle
   h2_ = std::make_unique<H2Connection>(worker_, listener_, socket_, tls_stream_.get(), deadline_,
                                        peer_, peer_text_, tls_version_, tls_client_subject_);
   if (closing_) {
@@ -272,36 +315,37 @@ asio::awaitable<RequestHandler::BodyPiece> H1Session::read_body(Exchange& ex) {
   BodyPiece piece;
   for (;;) {
     if (!in_.empty()) {
-      auto step = req_body_.feed(in_.data());
+      auto step = h1_->body.feed(in_.data());
       if (step.error.status != http::ParseStatus::ok) {
         piece.fail_status = 400;
         co_return piece;
       }
       if (!step.data.empty()) {
-        body_pending_ = step.consumed;  // consumed once the data went upstream
+        h1_->body_pending = step.consumed;  // consumed once the data went upstream
         piece.data = step.data;
-        piece.end = req_body_.done();
+        piece.end = h1_->body.done();
         co_return piece;
       }
       in_.consume(step.consumed);
-      if (req_body_.done()) {
+      if (h1_->body.done()) {
         piece.end = true;
         co_return piece;
       }
       if (step.consumed > 0 && !in_.empty()) {
         continue;
       }
-    } else if (req_body_.done()) {
+    } else if (h1_->body.done()) {
       piece.end = true;
       co_return piece;
     }
-    if (body_cancelled_) {
+    if (h1_->body_cancelled) {
       piece.fail_status = 499;  // nobody takes the rest: the caller ignores this
       co_return piece;
     }
     // The main lane: the response may be going down at the same time on
     // the second one (full duplex), each bounded on its own.
     deadline_.expires_after(lim.body_timeout);
+    in_.grow();  // a body streams through the whole buffer, not the head's 4 KiB
     auto [ec, n] = co_await down_read(asio::buffer(in_.write_ptr(), in_.write_space()));
     if (ec) {
       piece.fail_status = deadline_.expired() ? 408 : 499;
@@ -315,24 +359,24 @@ asio::awaitable<RequestHandler::BodyPiece> H1Session::read_body(Exchange& ex) {
 }
 
 void H1Session::cancel_body() {
-  body_cancelled_ = true;
+  h1_->body_cancelled = true;
   boost::system::error_code ignored;
   socket_.cancel(ignored);  // the response side is done: only a body read can be waiting
 }
 
 void H1Session::body_consumed() {
-  in_.consume(body_pending_);
-  body_pending_ = 0;
+  in_.consume(h1_->body_pending);
+  h1_->body_pending = 0;
 }
 
 asio::awaitable<bool> H1Session::before_body(Exchange&) {
   // The head's deadline is done with: left armed, it could fire while the
   // body and the response move at once and cancel one of them.
   deadline_.reset(Lane::main);
-  if (!expect_continue_ || !in_.empty()) {
+  if (!h1_->expect_continue || !in_.empty()) {
     co_return true;  // no Expect, or the client sent its body without waiting
   }
-  expect_continue_ = false;
+  h1_->expect_continue = false;
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
   deadline_.expires_after(limits().body_timeout);
   auto [ec, n] = co_await down_write(asio::buffer(kContinue));
@@ -346,30 +390,30 @@ bool H1Session::response_head(Exchange& ex) {
   const bool encoding = rs_->ctx.response_encoder != nullptr;
   // Until-close and encoded bodies become chunked for HTTP/1.1 clients so the
   // downstream connection survives; HTTP/1.0 clients get a close instead.
-  chunked_down_ =
+  h1_->chunked_down =
       rs_->resp.body == http::BodyKind::chunked ||
       ((rs_->resp.body == http::BodyKind::until_close || encoding) && rs_->req.version_minor == 1);
-  if ((rs_->resp.body == http::BodyKind::until_close || encoding) && !chunked_down_) {
+  if ((rs_->resp.body == http::BodyKind::until_close || encoding) && !h1_->chunked_down) {
     ex.keep_alive = false;
   }
-  serialize_response_head(ex, chunked_down_);
-  head_pending_ = true;
+  serialize_response_head(ex, h1_->chunked_down);
+  h1_->head_pending = true;
   return true;
 }
 
 asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view data,
                                                filters::BodyEncoder::Mode mode) {
-  gather_.clear();
-  if (head_pending_) {
-    gather_.emplace_back(head_out_.data(), head_out_.size());
+  h1_->gather.clear();
+  if (h1_->head_pending) {
+    h1_->gather.emplace_back(h1_->head_out.data(), h1_->head_out.size());
   }
   if (!data.empty() || mode == filters::BodyEncoder::Mode::finish) {
-    if (!frame_body(data, mode, chunked_down_, size_line_)) {
+    if (!frame_body(data, mode, h1_->chunked_down, h1_->size_line)) {
       worker_.shared().log->warn("response encoder failed for {}", ex.upstream_server);
       co_return false;
     }
   }
-  if (gather_.empty()) {
+  if (h1_->gather.empty()) {
     co_return true;
   }
   // While the request body is still being read (full duplex), the reads
@@ -378,21 +422,21 @@ asio::awaitable<bool> H1Session::response_body(Exchange& ex, std::string_view da
   deadline_.expires_after(limits().body_timeout, lane);
   std::tuple<boost::system::error_code, size_t> sent;
   if (tls_stream_) {
-    sent = co_await down_write(gather_);
+    sent = co_await down_write(h1_->gather);
   } else {
     // Usually the whole response fits the send buffer: sent here, no wait.
-    const util::SentNow now = util::send_now(socket_.native_handle(), gather_);
+    const util::SentNow now = util::send_now(socket_.native_handle(), h1_->gather);
     if (now.done()) {
       sent = {now.ec, now.bytes};
     } else {
-      util::drop_front(gather_, now.bytes);
-      sent = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(gather_),
+      util::drop_front(h1_->gather, now.bytes);
+      sent = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(h1_->gather),
                                         kDeferred);
       std::get<1>(sent) += now.bytes;
     }
   }
   auto [ec, n] = sent;
-  head_pending_ = false;
+  h1_->head_pending = false;
   if (!ec && lane == Lane::second) {
     deadline_.reset(Lane::second);
   }
@@ -403,12 +447,12 @@ asio::awaitable<bool> H1Session::send_local_reply(Exchange& ex, int status, std:
   if (closing_) {
     ex.keep_alive = false;
   }
-  head_out_.clear();
-  util::take_spare(head_out_);
-  append_local_reply(head_out_, status, rs_->resp.headers, body, !ex.keep_alive,
+  h1_->head_out.clear();
+  util::take_spare(h1_->head_out);
+  append_local_reply(h1_->head_out, status, rs_->resp.headers, body, !ex.keep_alive,
                      rs_->req.method == http::Method::head);
   deadline_.expires_after(limits().body_timeout);
-  auto [ec, n] = co_await down_write(asio::buffer(head_out_));
+  auto [ec, n] = co_await down_write(asio::buffer(h1_->head_out));
   co_return !ec;
 }
 
@@ -483,6 +527,10 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
     }
     char* ptr = in_.write_ptr();
     size_t space = in_.write_space();
+    if (space == 0 && in_.grow()) {
+      ptr = in_.write_ptr();  // a head larger than the first 4 KiB
+      space = in_.write_space();
+    }
     if (space == 0) {
       error = {http::ParseStatus::header_too_large, "head does not fit the buffer"};
       co_return HeadResult::error;
@@ -527,15 +575,15 @@ bool H1Session::frame_body(std::string_view data, filters::BodyEncoder::Mode mod
   if (!data.empty()) {
     if (chunked) {
       size_t len = format_chunk_size(size_line, data.size());
-      gather_.emplace_back(size_line, len);
+      h1_->gather.emplace_back(size_line, len);
     }
-    gather_.emplace_back(data.data(), data.size());
+    h1_->gather.emplace_back(data.data(), data.size());
     if (chunked) {
-      gather_.emplace_back("\r\n", 2);
+      h1_->gather.emplace_back("\r\n", 2);
     }
   }
   if (mode == filters::BodyEncoder::Mode::finish && chunked) {
-    gather_.emplace_back("0\r\n\r\n", 5);
+    h1_->gather.emplace_back("0\r\n\r\n", 5);
   }
   return true;
 }
@@ -557,12 +605,12 @@ asio::awaitable<void> H1Session::upgraded(Exchange& ex, upstream::UpstreamConnec
   deadline_.expires_after(idle);
   conn.deadline.expires_after(idle);
   // The 101 head and whatever frames came with it, in one write.
-  gather_.clear();
-  gather_.emplace_back(head_out_.data(), head_out_.size());
+  h1_->gather.clear();
+  h1_->gather.emplace_back(h1_->head_out.data(), h1_->head_out.size());
   if (!conn.buffer.empty()) {
-    gather_.emplace_back(conn.buffer.data().data(), conn.buffer.size());
+    h1_->gather.emplace_back(conn.buffer.data().data(), conn.buffer.size());
   }
-  auto [ec, n] = co_await down_write(gather_);
+  auto [ec, n] = co_await down_write(h1_->gather);
   ex.response_started = true;
   if (!ec) {
     ex.bytes_out += conn.buffer.size();
@@ -579,6 +627,7 @@ asio::awaitable<void> H1Session::upgraded(Exchange& ex, upstream::UpstreamConnec
 // moves, not when one side is quiet. An error or timeout closes both.
 asio::awaitable<void> H1Session::pipe_up(upstream::UpstreamConnection& conn, uint64_t& bytes) {
   const auto idle = limits().idle_timeout;
+  in_.grow();  // a tunnel streams through the whole buffer
   for (;;) {
     if (!in_.empty()) {
       auto [wec, wn] = co_await conn.write(asio::buffer(in_.data()));
@@ -779,28 +828,28 @@ asio::awaitable<std::tuple<boost::system::error_code, size_t>> H1Session::down_w
 }
 
 void H1Session::serialize_response_head(Exchange& ex, bool chunked_down) {
-  head_out_.clear();
-  util::take_spare(head_out_);
-  head_out_ += protocol_name(rs_->req.version_minor);
-  head_out_ += ' ';
-  head_out_ += status_label(rs_->resp.status);
-  head_out_ += ' ';
-  head_out_ += rs_->resp.reason.empty() ? reason_phrase(rs_->resp.status)
-                                        : std::string_view(rs_->resp.reason);
-  head_out_ += "\r\n";
-  rs_->resp.headers.serialize_to(head_out_);
+  h1_->head_out.clear();
+  util::take_spare(h1_->head_out);
+  h1_->head_out += protocol_name(rs_->req.version_minor);
+  h1_->head_out += ' ';
+  h1_->head_out += status_label(rs_->resp.status);
+  h1_->head_out += ' ';
+  h1_->head_out += rs_->resp.reason.empty() ? reason_phrase(rs_->resp.status)
+                                            : std::string_view(rs_->resp.reason);
+  h1_->head_out += "\r\n";
+  rs_->resp.headers.serialize_to(h1_->head_out);
   if (chunked_down) {
-    head_out_ += "Transfer-Encoding: chunked\r\n";
+    h1_->head_out += "Transfer-Encoding: chunked\r\n";
   }
   if (rs_->resp.status == 101) {
     // "Connection: upgrade" is already there (prepare_downstream_response).
   } else if (!ex.keep_alive || closing_ || worker_.draining()) {
     ex.keep_alive = false;
-    head_out_ += "Connection: close\r\n";
+    h1_->head_out += "Connection: close\r\n";
   } else if (rs_->req.version_minor == 0) {
-    head_out_ += "Connection: keep-alive\r\n";
+    h1_->head_out += "Connection: keep-alive\r\n";
   }
-  head_out_ += "\r\n";
+  h1_->head_out += "\r\n";
 }
 
 }  // namespace ward::server

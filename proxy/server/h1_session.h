@@ -11,12 +11,14 @@
 
 #include "filters/filter.h"
 #include "proxy/http/h1_parser.h"
+#include "proxy/server/parking_lot.h"
 #include "proxy/server/request_handler.h"
 #include "proxy/server/worker.h"
 #include "proxy/tls/tls_stream.h"
 #include "proxy/upstream/connection_pool.h"
 #include "proxy/util/cidr.h"
 #include "proxy/util/deadline.h"
+#include "proxy/util/intrusive_list.h"
 #include "proxy/util/io_buffer.h"
 
 namespace ward::server {
@@ -34,7 +36,10 @@ class H2Connection;
 //
 // Kept alive by the shared_ptr its coroutine holds; runs on its worker's
 // thread only.
-class H1Session : public RequestHandler, public std::enable_shared_from_this<H1Session> {
+class H1Session : public RequestHandler,
+                  public std::enable_shared_from_this<H1Session>,
+                  public ParkingLot::Spot,
+                  public util::ListHook<SessionListTag> {
  public:
   H1Session(Worker& worker, const ListenerInfo& listener, boost::asio::ip::tcp::socket socket);
   ~H1Session() override;
@@ -55,6 +60,8 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   // Idle long enough: end the coroutines and wait for the next request with
   // a plain handler (see the definition).
   void park();
+  // The worker's parking lot let go of this connection (ParkingLot::Spot).
+  void unparked(ParkingLot::Unpark why) override;
   // Before parking: the request state (RequestState, with its header lists
   // and heads) goes to the thread's pool and the response head and gather
   // list to its spares; the read and TLS buffers went when the wait began.
@@ -98,7 +105,7 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
       std::span<const boost::asio::const_buffer> pieces);
   boost::asio::awaitable<std::tuple<boost::system::error_code, size_t>> down_write(
       boost::asio::const_buffer b);
-  // Appends one piece of response body to gather_, chunk-framed when asked,
+  // Appends one piece of response body to h1_->gather, chunk-framed when asked,
   // through the response encoder when a filter installed one. False when the
   // encoder failed.
   bool frame_body(std::string_view data, filters::BodyEncoder::Mode mode, bool chunked,
@@ -110,21 +117,27 @@ class H1Session : public RequestHandler, public std::enable_shared_from_this<H1S
   std::unique_ptr<tls::TlsStream> tls_stream_;  // null on a plain listener
   std::unique_ptr<H2Connection> h2_;            // set once the connection speaks HTTP/2
   util::IoBuffer in_;
-  http::BodyDecoder req_body_;  // the current request's body, decoded from in_
-  size_t body_pending_ = 0;     // bytes of in_ the last read_body piece spans
-  std::string head_out_;        // serialised response head going out
-  std::vector<boost::asio::const_buffer> gather_;
-  char size_line_[24];
+  // The HTTP/1.1 side of a request in flight: pooled per thread like the
+  // RequestState (util::take_object), so a parked connection holds neither.
+  struct H1Request {
+    http::BodyDecoder body;   // the current request's body, decoded from in_
+    size_t body_pending = 0;  // bytes of in_ the last read_body piece spans
+    std::string head_out;     // serialised response head going out
+    std::vector<boost::asio::const_buffer> gather;
+    char size_line[24] = {};
+    bool chunked_down = false;     // the current response is chunk-framed toward the client
+    bool head_pending = false;     // head_out holds a head not yet written
+    bool expect_continue = false;  // the client waits for "100 Continue" before its body
+    bool body_cancelled = false;   // cancel_body(): read_body returns at once
+  };
+  std::unique_ptr<H1Request> h1_;  // null while parked
   uint64_t requests_ = 0;
-  bool chunked_down_ = false;     // the current response is chunk-framed toward the client
-  bool head_pending_ = false;     // head_out_ holds a head not yet written
-  bool expect_continue_ = false;  // the client waits for "100 Continue" before its body
-  bool body_cancelled_ = false;   // cancel_body(): read_body returns at once
-  bool linger_ = false;           // a request body was left unread: lingering close
-  bool idle_ = false;             // waiting for the first byte of a request
-  bool resumed_ = false;          // read_head runs right after a parked wait
-  bool closing_ = false;          // drain asked to close after the current response
-  bool counted_ = false;          // counted in the process-wide connection count
+  std::shared_ptr<H1Session> parked_self_;  // while parked: nothing else owns it
+  bool linger_ = false;                     // a request body was left unread: lingering close
+  bool idle_ = false;                       // waiting for the first byte of a request
+  bool resumed_ = false;                    // read_head runs right after a parked wait
+  bool closing_ = false;                    // drain asked to close after the current response
+  bool counted_ = false;                    // counted in the process-wide connection count
 };
 
 }  // namespace ward::server

@@ -56,20 +56,6 @@ size_t format_chunk_size(char* out, size_t n) {
   return len + 2;
 }
 
-namespace {
-
-// This thread's pool of request states (each worker is one thread): at most
-// kMaxPooledStates, enough for the requests a worker has in flight at once
-// in the common case; beyond it a released state is freed.
-constexpr size_t kMaxPooledStates = 64;
-
-std::vector<std::unique_ptr<RequestState>>& state_pool() {
-  thread_local std::vector<std::unique_ptr<RequestState>> pool;
-  return pool;
-}
-
-}  // namespace
-
 RequestHandler::RequestHandler(Worker& worker, const ListenerInfo& listener)
     : worker_(worker), listener_(listener) {
   take_request_state();
@@ -80,15 +66,8 @@ RequestHandler::~RequestHandler() {
 }
 
 void RequestHandler::take_request_state() {
-  if (rs_) {
-    return;
-  }
-  auto& pool = state_pool();
-  if (pool.empty()) {
-    rs_ = std::make_unique<RequestState>();
-  } else {
-    rs_ = std::move(pool.back());
-    pool.pop_back();
+  if (!rs_) {
+    rs_ = util::take_object<RequestState>();  // cleared when it was given back
   }
 }
 
@@ -98,12 +77,7 @@ void RequestHandler::release_request_state() {
   }
   release_request_memory();
   recycle(0);
-  auto& pool = state_pool();
-  if (pool.size() < kMaxPooledStates) {
-    pool.push_back(std::move(rs_));
-  } else {
-    rs_.reset();
-  }
+  util::give_object(rs_);  // to this thread's spares: at most kMaxSpares kept
 }
 
 void RequestHandler::release_request_memory() {

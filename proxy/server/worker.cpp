@@ -37,6 +37,7 @@ Worker::Worker(size_t index, WorkerShared shared, std::shared_ptr<const Snapshot
     throw std::system_error(errno, std::generic_category(), "eventfd");
   }
   wake_ = std::make_unique<asio::posix::stream_descriptor>(*io_, wake_fd_);
+  parking_ = std::make_unique<ParkingLot>(*io_);
 }
 
 Worker::~Worker() {
@@ -45,6 +46,10 @@ Worker::~Worker() {
   }
   listeners_.clear();
   pool_.clear();
+  // The loop has stopped: the parked connections (which own themselves)
+  // end here, with no I/O, while everything they use is still alive.
+  parking_->drop_all();
+  parking_.reset();
   wake_.reset();
   // Destroys every pending handler, and with them the sessions they own.
   io_.reset();
@@ -121,8 +126,13 @@ void Worker::drain() {
       l->acceptor.close(ignored);
     }
     pool_.clear();
+    // Parked connections wake to close, as a drained idle connection does.
+    parking_->unpark_all();
     // Copy: on_drain may end a session, which unregisters it.
-    std::vector<H1Session*> sessions(sessions_.begin(), sessions_.end());
+    std::vector<H1Session*> sessions;
+    for (H1Session* s = sessions_.front(); s != nullptr; s = sessions_.next(*s)) {
+      sessions.push_back(s);
+    }
     for (auto* s : sessions) {
       s->on_drain();
     }
@@ -144,13 +154,13 @@ WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>&
   return wu;
 }
 
-void Worker::register_session(H1Session* s) {
-  sessions_.insert(s);
+void Worker::register_session(H1Session& s) {
+  sessions_.push_back(s);
   open_sessions_.fetch_add(1, std::memory_order_release);
 }
 
-void Worker::unregister_session(H1Session* s) {
-  sessions_.erase(s);
+void Worker::unregister_session(H1Session& s) {
+  static_cast<util::ListHook<SessionListTag>&>(s).unlink();
   open_sessions_.fetch_sub(1, std::memory_order_release);
 }
 

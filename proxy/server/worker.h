@@ -12,19 +12,22 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "proxy/config/config.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/server/parking_lot.h"
 #include "proxy/server/proxy_metrics.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/tls/server_contexts.h"
 #include "proxy/upstream/balancer.h"
 #include "proxy/upstream/connection_pool.h"
+#include "proxy/util/intrusive_list.h"
 
 namespace ward::server {
 
 class H1Session;
+// The link of an H1Session in its worker's list of sessions (drain walks it).
+struct SessionListTag;
 
 // What every worker shares, owned by the Server and alive longer than any
 // worker. Everything here is thread-safe by construction (see each type).
@@ -88,8 +91,9 @@ class Worker {
   WorkerUpstream& upstream(const std::shared_ptr<upstream::UpstreamState>& state,
                            const config::Upstream& config);
   upstream::ConnectionPool& pool() { return pool_; }
-  void register_session(H1Session* s);
-  void unregister_session(H1Session* s);
+  ParkingLot& parking() { return *parking_; }
+  void register_session(H1Session& s);
+  void unregister_session(H1Session& s);
 
  private:
   struct ListenerRuntime {
@@ -118,10 +122,13 @@ class Worker {
   std::vector<std::function<void()>> mailbox_;
   int wake_fd_ = -1;  // owned by wake_
   std::unique_ptr<boost::asio::posix::stream_descriptor> wake_;
+  // Idle keep-alive connections (an I/O object of io_'s too). ~Worker drops
+  // the connections parked in it, then resets it, before io_.
+  std::unique_ptr<ParkingLot> parking_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
   std::unordered_map<const upstream::UpstreamState*, WorkerUpstream> upstreams_;
   upstream::ConnectionPool pool_;
-  std::unordered_set<H1Session*> sessions_;
+  util::IntrusiveList<H1Session, SessionListTag> sessions_;
   std::atomic<size_t> open_sessions_{0};
   bool draining_ = false;
   uint64_t seed_;

@@ -74,6 +74,26 @@ class Deadline {
   // lane was last set or reset.
   bool expired() const { return expired_[0] || expired_[1]; }
   bool expired(Lane lane) const { return expired_[static_cast<size_t>(lane)]; }
+  // When `lane` passes (time_point::max() when it has no deadline).
+  Clock::time_point expiry(Lane lane = Lane::main) const {
+    return deadline_[static_cast<size_t>(lane)];
+  }
+  // The owner parks (H1Session::park): the armed wait, if any, is cancelled
+  // so that no operation stays pending while it idles; the deadlines are
+  // kept, and nothing fires until resume() arms a wait for them again.
+  void suspend() {
+    if (armed_) {
+      armed_ = false;
+      ++generation_;
+      timer_.cancel();
+    }
+  }
+  void resume() {
+    auto next = earliest();
+    if (!armed_ && next != Clock::time_point::max()) {
+      arm(next);
+    }
+  }
   // Cancels the timer for good (the owner is closing); pending wait completes aborted.
   void stop() {
     deadline_.fill(Clock::time_point::max());

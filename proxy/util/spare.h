@@ -82,6 +82,37 @@ inline void take_spare(T& v) {
   }
 }
 
+// Objects a connection needs only while it works on a request (the request
+// state, the HTTP/1.1 codec's part of it): at most kMaxSpares of each type
+// kept per thread. take_object() hands out a spare or a new one; the caller
+// resets what it reuses. give_object() leaves `p` null.
+template <typename T>
+inline std::unique_ptr<T> take_object() {
+  auto& list = detail::spare_list<std::unique_ptr<T>>();
+  if (list.empty()) {
+    return std::make_unique<T>();
+  }
+  auto p = std::move(list.back());
+  list.pop_back();
+  return p;
+}
+
+template <typename T>
+inline void give_object(std::unique_ptr<T>& p) {
+  if (!p) {
+    return;
+  }
+  auto& list = detail::spare_list<std::unique_ptr<T>>();
+  if (list.size() < kMaxSpares) {
+    if (list.capacity() == 0) [[unlikely]] {
+      list.reserve(kMaxSpares);
+    }
+    list.push_back(std::move(p));
+  } else {
+    p.reset();
+  }
+}
+
 // Raw blocks (read buffers, TLS staging) come in a few sizes: a list per
 // size, at most kBlockSizes sizes and kMaxBlocks blocks of each (16 x 64 KiB
 // + 16 x 32 KiB + ... bounds what a thread keeps to a few MiB).

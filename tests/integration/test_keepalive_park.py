@@ -1,7 +1,8 @@
-"""Keep-alive connections that idle: after a short idle period (200 ms) ward
-parks an HTTP/1.1 connection, ending its coroutines and waiting for the next
-request with a plain socket wait, so that an idle connection costs its socket,
-its TLS state and a small struct. A parked connection must serve its next
+"""Keep-alive connections that idle: after a short idle period (20 ms) ward
+parks an HTTP/1.1 connection: its coroutines end, its request state goes to
+the worker's pool, and the worker's parking lot watches its socket and its
+idle deadline, so that an idle connection costs its socket, its TLS state
+and a small struct. A parked connection must serve its next
 request (plain and TLS, pipelined too), keep its idle_timeout, and close on
 drain, exactly as one that never parked.
 
@@ -15,9 +16,9 @@ import time
 
 import pytest
 
-from harness import ConnectionClosed, base_config, self_signed_cert, slack
+from harness import ConnectionClosed, base_config, self_signed_cert, slack, wait_for
 
-PARK_IDLE = 0.5  # seconds: well past ward's 200 ms park delay
+PARK_IDLE = 0.5  # seconds: well past ward's 20 ms park delay
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,24 @@ def test_request_state_handed_between_parked_connections_carries_nothing_over(wa
         for name in ("x-from-b", "authorization", "cookie"):
             assert name not in headers, (name, headers)
         assert "b-token" not in ra.body.decode() and "b.example" not in ra.body.decode()
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls"])
+def test_parked_connection_whose_client_leaves_is_closed_at_once(module_group, app, cert, kind):
+    # Its own ward: the connection gauge counts this test's connection alone.
+    w = module_group.ward(config(app, cert, idle_timeout="60s"))
+    listener = "tls" if kind == "tls" else "web"
+
+    def active():
+        return w.metrics().value("ward_connections_active", listener=listener)
+
+    c = tls_conn(w) if kind == "tls" else w.conn()
+    with c:
+        assert get(c, "/") == "/"
+        time.sleep(PARK_IDLE)
+        assert active() == 1
+    # Closed by ward when the client's FIN wakes it, not at idle_timeout.
+    wait_for(lambda: active() == 0, slack(3), "ward to close a parked connection its client left")
 
 
 @pytest.mark.slow

@@ -138,5 +138,40 @@ TEST(DeadlineLifetimeTest, AWaitCompletedBeforeTheOwnerDiedTouchesNothing) {
   EXPECT_TRUE(io.stopped()) << "nothing of the Deadline's is left waiting";
 }
 
+TEST_F(DeadlineTest, NothingFiresWhileSuspendedAndResumeFiresAPassedDeadline) {
+  // A parked connection suspends its deadline (the parking lot watches it
+  // instead); a sentinel deadline that expires later proves the suspended
+  // one stayed quiet.
+  Deadline sentinel(io_.get_executor());
+  bool sentinel_fired = false;
+  sentinel.on_expire([&] {
+    sentinel_fired = true;
+    io_.stop();
+  });
+  auto start = Clock::now();
+  deadline_.expires_after(20ms);
+  EXPECT_GE(deadline_.expiry(), start + 20ms);
+  EXPECT_LT(deadline_.expiry(), Clock::now() + 20ms + 1ms);
+  deadline_.suspend();
+  sentinel.expires_after(60ms);
+  io_.restart();
+  io_.run_for(5s);
+  ASSERT_TRUE(sentinel_fired);
+  EXPECT_EQ(fired_, 0);
+  EXPECT_FALSE(deadline_.expired());
+  deadline_.resume();  // its deadline passed 40 ms ago: it fires at once
+  ASSERT_TRUE(run_until_expiry(5s));
+  EXPECT_TRUE(deadline_.expired(Lane::main));
+}
+
+TEST_F(DeadlineTest, ResumeBeforeTheDeadlineFiresOnTime) {
+  auto start = Clock::now();
+  deadline_.expires_after(40ms);
+  deadline_.suspend();
+  deadline_.resume();
+  ASSERT_TRUE(run_until_expiry(5s));
+  EXPECT_GE(fired_at_ - start, 40ms);
+}
+
 }  // namespace
 }  // namespace ward::util

@@ -45,5 +45,41 @@ TEST(IoBufferTest, CompactsTheTailWhenSpaceRunsShort) {
   EXPECT_EQ(p, b.data().data() + 4);
 }
 
+TEST(IoBufferTest, StartsWithTheInitialBlockAndGrowsKeepingTheData) {
+  IoBuffer b(64, 16);
+  EXPECT_EQ(b.capacity(), 64u);
+  EXPECT_EQ(b.block_size(), 16u);
+  put(b, "0123456789abcdef");  // the first block, full
+  EXPECT_EQ(b.write_space(), 0u);
+  b.consume(4);  // unread data not at the front: grow() moves it there
+  ASSERT_TRUE(b.grow());
+  EXPECT_EQ(b.block_size(), 64u);
+  EXPECT_EQ(b.data(), "456789abcdef");
+  EXPECT_EQ(b.write_space(), 64u - 12u);
+  put(b, "ghij");
+  EXPECT_EQ(b.data(), "456789abcdefghij");
+  EXPECT_FALSE(b.grow()) << "already at capacity";
+}
+
+TEST(IoBufferTest, ReleaseGoesBackToTheInitialBlock) {
+  IoBuffer b(64, 16);
+  put(b, "abc");
+  ASSERT_TRUE(b.grow());
+  b.consume(3);
+  b.release();
+  EXPECT_FALSE(b.allocated());
+  EXPECT_EQ(b.block_size(), 16u);
+  put(b, "x");
+  EXPECT_EQ(b.write_space(), 15u);
+}
+
+TEST(IoBufferTest, GrowingBeforeTheFirstWriteOnlySetsTheSize) {
+  IoBuffer b(64, 16);
+  ASSERT_TRUE(b.grow());
+  EXPECT_FALSE(b.allocated());
+  put(b, "abc");
+  EXPECT_EQ(b.write_space(), 61u);
+}
+
 }  // namespace
 }  // namespace ward::util
