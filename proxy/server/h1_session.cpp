@@ -95,7 +95,11 @@ H1Session::~H1Session() {
     worker_.shared().connections->fetch_sub(1, std::memory_order_relaxed);
     worker_.shared().metrics->connections_active.add(worker_.index(), {listener_.name}, -1);
   }
-  worker_.parking().leave(*this);
+  if (parked()) {
+    // Only while the worker runs: its teardown drops the parked ones first
+    // (ParkingLot::drop_all), then the lot goes before the io_context.
+    worker_.parking().leave(*this);
+  }
   worker_.unregister_session(*this);
 }
 
