@@ -1,14 +1,14 @@
 #pragma once
 
 #include <array>
-#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
-
-#include "proxy/util/exact_allocator.h"
 
 namespace ward::util {
 
@@ -33,16 +33,15 @@ class Deadline {
   using Clock = std::chrono::steady_clock;
   enum class Lane : uint8_t { main = 0, second = 1 };
 
+  // `ex`: an executor of the io_context the owner runs on.
   template <typename Executor>
-  explicit Deadline(const Executor& ex) : timer_(ex) {}
+  explicit Deadline(const Executor& ex)
+      : io_(&static_cast<boost::asio::io_context&>(
+            boost::asio::query(ex, boost::asio::execution::context))) {}
   // A wait that already completed sits in the executor's queue, where
   // cancelling the timer no longer reaches it; the handler then finds
   // the token empty and touches nothing.
-  ~Deadline() {
-    if (self_) {
-      *self_ = nullptr;
-    }
-  }
+  ~Deadline() { drop_timer(); }
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
@@ -81,12 +80,14 @@ class Deadline {
   // The owner parks (H1Session::park): the armed wait, if any, is cancelled
   // so that no operation stays pending while it idles; the deadlines are
   // kept, and nothing fires until resume() arms a wait for them again.
+  // The timer itself goes too (the next arm makes one again), and with it
+  // the token: a parked connection holds neither.
   void suspend() {
     if (armed_) {
       armed_ = false;
       ++generation_;
-      timer_.cancel();
     }
+    drop_timer();
   }
   void resume() {
     auto next = earliest();
@@ -98,7 +99,7 @@ class Deadline {
   void stop() {
     deadline_.fill(Clock::time_point::max());
     on_expire_ = nullptr;
-    timer_.cancel();
+    drop_timer();
     armed_ = false;
   }
 
@@ -109,21 +110,20 @@ class Deadline {
     armed_ = true;
     armed_at_ = t;
     ++generation_;
-    timer_.expires_at(t);
+    if (!timer_) {
+      timer_ = std::make_unique<boost::asio::steady_timer>(*io_);
+    }
+    timer_->expires_at(t);
     if (!self_) {
       self_ = std::make_shared<Deadline*>(this);
     }
-    // Exact-size allocation (exact_allocator.h), not Asio's recycling
-    // cache: the wait is often pending for as long as the connection idles.
-    timer_.async_wait(boost::asio::bind_allocator(
-        ExactAllocator<void>(),
-        [self = self_, gen = generation_](const boost::system::error_code& ec) {
-          Deadline* d = *self;
-          if (ec || d == nullptr || gen != d->generation_) {
-            return;  // superseded by a re-arm, stopped, or the owner is gone
-          }
-          d->fire();
-        }));
+    timer_->async_wait([self = self_, gen = generation_](const boost::system::error_code& ec) {
+      Deadline* d = *self;
+      if (ec || d == nullptr || gen != d->generation_) {
+        return;  // superseded by a re-arm, stopped, or the owner is gone
+      }
+      d->fire();
+    });
   }
 
   // The armed wait ran out: mark the lanes whose deadline passed, tell the
@@ -150,7 +150,20 @@ class Deadline {
     }
   }
 
-  boost::asio::steady_timer timer_;
+  // Destroying the timer cancels its wait, which completes aborted later
+  // (its handler's token is emptied first, so it touches nothing).
+  void drop_timer() {
+    if (self_) {
+      *self_ = nullptr;
+      self_.reset();
+    }
+    timer_.reset();
+  }
+
+  boost::asio::io_context* io_;
+  // Made by the first arm, dropped by suspend() and stop(): 120 bytes a
+  // parked connection need not hold.
+  std::unique_ptr<boost::asio::steady_timer> timer_;
   std::function<void()> on_expire_;
   std::array<Clock::time_point, 2> deadline_{Clock::time_point::max(), Clock::time_point::max()};
   Clock::time_point armed_at_{};
