@@ -49,12 +49,16 @@ constexpr size_t kHeadBuffer = 4 * 1024;
 // under it.
 constexpr auto kLingerTime = std::chrono::seconds(5);
 // How long a keep-alive connection waits for its next request inside its
-// coroutines before it parks (see H1Session::park). Waking a parked
-// connection costs a co_spawn (a few coroutine frames from Asio's recycling
-// cache); a client that sends its next request within this time never pays
-// it, one that idles longer pays it once per idle period, when a microsecond
-// is nothing beside the wait.
-constexpr auto kParkAfter = std::chrono::milliseconds(20);
+// coroutines before it parks (see H1Session::park). Parking and waking cost
+// ~10 us of CPU (a co_spawn, the parking lot's epoll calls, the deadline's
+// timer made again): a client that sends its next request within this time
+// never pays it (a page's requests, a chatty API client), one that idles
+// longer pays it once per idle period. Until then the connection holds its
+// request state, its coroutine frames and (plain) its 4 KiB head block,
+// ~2.5-6.5 KiB: at 3,000 new connections a second, 100 ms of them is ~1 MB
+// more at the peak than 20 ms would be (bench idle-10k-tls: 15.4 KiB per
+// connection against 15.3), and 200 ms was 15.5.
+constexpr auto kParkAfter = std::chrono::milliseconds(100);
 using Lane = util::Deadline::Lane;
 
 std::string_view protocol_name(int version_minor) {

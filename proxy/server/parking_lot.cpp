@@ -37,11 +37,23 @@ bool ParkingLot::park(Spot& spot, int fd, Clock::time_point expiry) {
   // Level-triggered: bytes that came before the registration are reported
   // at once. RDHUP: a peer that closes wakes its connection, which then
   // reads the end and closes too, rather than idling until its deadline.
-  ev.events = EPOLLIN | EPOLLRDHUP;
+  // One-shot: a report disables the entry, so waking costs no syscall, and
+  // the next park re-enables it (MOD) rather than adding it again. A
+  // disabled entry goes with its socket when that closes.
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
   ev.data.ptr = &spot;
-  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+  int rc = -1;
+  if (spot.registered_ && spot.fd_ == fd) {
+    rc = ::epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev);
+  }
+  if (rc != 0) {
+    rc = ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+  }
+  if (rc != 0) {
+    spot.registered_ = false;
     return false;
   }
+  spot.registered_ = true;
   spot.fd_ = fd;
   spot.expiry_ = expiry;
   Spot* after = spots_.back();
@@ -63,10 +75,12 @@ void ParkingLot::leave(Spot& spot) {
   if (!spot.parked()) {
     return;
   }
+  // Still enabled (its socket did not report): out of the set, so that it
+  // can neither report later nor outlive the spot.
   epoll_event ev{};  // ignored by DEL; non-null for kernels before 2.6.9
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, spot.fd_, &ev);
+  spot.registered_ = false;
   spot.unlink();
-  spot.fd_ = -1;
   // The timer may now wait for a deadline nobody has: it lapses harmlessly.
 }
 
@@ -110,9 +124,10 @@ void ParkingLot::on_readable() {
     }
     for (int i = 0; i < n; ++i) {
       // Every spot reported is still parked: a spot leaves the set (DEL)
-      // whenever it leaves the list, and nothing else runs in between.
+      // whenever it leaves the list otherwise, and nothing else runs in
+      // between. The report disabled its entry (one-shot): no DEL.
       auto* s = static_cast<Spot*>(events[static_cast<size_t>(i)].data.ptr);
-      leave(*s);
+      s->unlink();
       s->unparked(Unpark::readable);
     }
     if (n < static_cast<int>(events.size())) {

@@ -54,6 +54,7 @@ class ParkingLot {
     friend class ParkingLot;
     Clock::time_point expiry_{};
     int fd_ = -1;
+    bool registered_ = false;  // fd_ is in the lot's epoll set (perhaps disabled)
   };
 
   explicit ParkingLot(boost::asio::io_context& io);

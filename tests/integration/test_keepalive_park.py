@@ -1,4 +1,4 @@
-"""Keep-alive connections that idle: after a short idle period (20 ms) ward
+"""Keep-alive connections that idle: after a short idle period (100 ms) ward
 parks an HTTP/1.1 connection: its coroutines end, its request state goes to
 the worker's pool, and the worker's parking lot watches its socket and its
 idle deadline, so that an idle connection costs its socket, its TLS state
@@ -18,7 +18,7 @@ import pytest
 
 from harness import ConnectionClosed, base_config, self_signed_cert, slack, wait_for
 
-PARK_IDLE = 0.5  # seconds: well past ward's 20 ms park delay
+PARK_IDLE = 0.5  # seconds: well past ward's 100 ms park delay
 
 
 @pytest.fixture(scope="module")
