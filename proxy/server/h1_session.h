@@ -34,8 +34,8 @@ class H2Connection;
 // connection are handled one after another, so pipelined requests are
 // answered in order.
 //
-// Kept alive by the shared_ptr its coroutine holds; runs on its worker's
-// thread only.
+// Kept alive by the shared_ptr its coroutine holds, or while parked by
+// itself (parked_self_); runs on its worker's thread only.
 class H1Session : public RequestHandler,
                   public std::enable_shared_from_this<H1Session>,
                   public ParkingLot::Spot,
