@@ -144,13 +144,10 @@ class RequestHandler {
   // Log phase of the filters, the access log line and the metrics.
   void finish(Exchange& ex);
   const config::Limits& limits() const;
-  // Between requests (a keep-alive connection going idle): the memory only a
-  // request in progress needs (header lists, serialised heads) goes to the
-  // thread's spares (util/spare.h), for whichever connection works next.
-  void release_request_memory();
-  // Idle for a while (H1Session::park): the request state itself goes to
-  // this thread's pool, its memory released first; take_request_state()
-  // gets one back (from the pool, else a new one) before the next request.
+  // Idle for a while (H1Session::park): the request state goes to this
+  // thread's pool, its header lists' and strings' memory to the thread's
+  // spares first (util/spare.h); take_request_state() gets one back (from
+  // the pool, else a new one) before the next request.
   void release_request_state();
   void take_request_state();
   // Back to a new handler's per-request state, for a codec that reuses one
@@ -176,6 +173,11 @@ class RequestHandler {
 
  private:
   enum class Outcome { ok, retry, fail };
+
+  // release_request_state's first step: the memory of the state's header
+  // lists and strings to the thread's spares, for whichever connection
+  // works next.
+  void release_request_memory();
 
   // The request body's side of a full-duplex exchange (forward_duplex): a
   // coroutine of its own (send_body) streams the body upstream while the
