@@ -144,10 +144,7 @@ class Deadline {
     }
     // The other lane's deadline, or one moved later, still needs a wait
     // (unless on_expire set a new deadline, which armed one already).
-    auto next = earliest();
-    if (!armed_ && next != Clock::time_point::max()) {
-      arm(next);
-    }
+    resume();
   }
 
   // Destroying the timer cancels its wait, which completes aborted later

@@ -59,7 +59,6 @@ class IoBuffer {
     return data_.get() + end_;
   }
   size_t write_space() const { return block_ - end_; }
-  bool full() const { return begin_ == 0 && end_ == block_; }
   void commit(size_t n) { end_ += n; }
 
   // To the full capacity, keeping the data: false when it is there already.
