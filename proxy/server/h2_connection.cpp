@@ -10,6 +10,7 @@
 #include "proxy/http/h2_request.h"
 #include "proxy/server/local_reply.h"
 #include "proxy/server/request_handler.h"
+#include "proxy/util/clock.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -541,7 +542,7 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
     co_return;
   }
   const auto& lim = worker_.snapshot()->config->limits;
-  idle_deadline_ = Clock::now() + lim.header_timeout;
+  idle_deadline_ = util::coarse_now() + lim.header_timeout;
   bool alive = true;
   if (!preread.empty()) {
     auto n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(preread.data()),
@@ -783,7 +784,7 @@ void H2Connection::stream_closed(int32_t id, uint32_t error_code) {
   nghttp2_session_set_stream_user_data(session_, id, nullptr);
   stream->on_close(error_code);
   if (open_count_ == 0) {
-    idle_deadline_ = Clock::now() + worker_.snapshot()->config->limits.idle_timeout;
+    idle_deadline_ = util::coarse_now() + worker_.snapshot()->config->limits.idle_timeout;
   }
   if (!stream->running_) {
     retire(stream);  // answered, or never started (reset before its head ended)
@@ -818,7 +819,7 @@ int H2Connection::on_begin_headers(nghttp2_session* s, const nghttp2_frame* fram
   H2Stream* stream = c->open_stream(frame->hd.stream_id);
   nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, stream);
   if (c->heads_pending_++ == 0) {
-    c->head_deadline_ = Clock::now() + c->worker_.snapshot()->config->limits.header_timeout;
+    c->head_deadline_ = util::coarse_now() + c->worker_.snapshot()->config->limits.header_timeout;
   }
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "proxy/upstream/connection_pool.h"
 
+#include "proxy/util/clock.h"
+
 namespace ward::upstream {
 
 std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host, bool replayable) {
@@ -8,7 +10,7 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host, 
     return nullptr;
   }
   auto& stack = it->second;
-  auto now = std::chrono::steady_clock::now();
+  auto now = util::coarse_now();  // idle times are seconds: ms off are nothing
   while (!stack.empty()) {
     auto conn = std::move(stack.back());
     stack.pop_back();
@@ -38,7 +40,7 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, uint32_t keep
   if (stack.size() >= keepalive) {
     stack.erase(stack.begin());  // drop the coldest
   }
-  conn->idle_since = std::chrono::steady_clock::now();
+  conn->idle_since = util::coarse_now();
   conn->deadline.clear();
   stack.push_back(std::move(conn));
 }

@@ -10,6 +10,8 @@
 #include <functional>
 #include <memory>
 
+#include "proxy/util/clock.h"
+
 namespace ward::util {
 
 // One timer per connection that bounds every wait on it ("timeouts on every
@@ -48,8 +50,10 @@ class Deadline {
   // Called when a deadline passes; typically sets a flag and cancels the socket.
   void on_expire(std::function<void()> f) { on_expire_ = std::move(f); }
 
+  // From the coarse clock (util/clock.h): passes no sooner than `d`, at
+  // most two clock ticks later.
   void expires_after(Clock::duration d, Lane lane = Lane::main) {
-    expires_at(Clock::now() + d, lane);
+    expires_at(coarse_now() + d, lane);
   }
   void expires_at(Clock::time_point t, Lane lane = Lane::main) {
     auto i = static_cast<size_t>(lane);
