@@ -26,6 +26,8 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
           r.gauge("ward_connections_active", "Open downstream connections.", {"listener"})),
       connections_total(
           r.counter("ward_connections_total", "Accepted downstream connections.", {"listener"})),
+      worker_connections(r.gauge("ward_worker_connections",
+                                 "Open downstream connections by worker thread.", {"worker"})),
       downstream_errors(r.counter("ward_downstream_errors_total",
                                   "Requests refused for protocol errors or limits, by kind.",
                                   {"listener", "kind"})),

@@ -18,6 +18,7 @@ struct ProxyMetrics {
   observe::CounterFamily& upstream_created;           // upstream
   observe::GaugeFamily& connections_active;           // listener
   observe::CounterFamily& connections_total;          // listener
+  observe::GaugeFamily& worker_connections;           // worker
   observe::CounterFamily& downstream_errors;          // listener, kind
   observe::CounterFamily& bytes_received;             // listener
   observe::CounterFamily& bytes_sent;                 // listener

@@ -85,6 +85,13 @@ struct Server::Impl {
       : config(std::move(c)), log(std::move(l)), registry(config->workers) {
     filters::register_builtin_filters(filter_registry);
   }
+  // Every worker stops before any is destroyed: a running one may still
+  // hand a connection to another (Worker::hand_off).
+  ~Impl() {
+    for (auto& w : workers) {
+      w->stop_and_join();
+    }
+  }
 
   bool start();
   void bind_listeners();
@@ -133,7 +140,12 @@ bool Server::Impl::start() {
     log->error("{}", e.what());
     return false;
   }
+  std::vector<Worker*> peers;
   for (auto& w : workers) {
+    peers.push_back(w.get());
+  }
+  for (auto& w : workers) {
+    w->set_peers(peers);
     w->start();
   }
   wait_signals();

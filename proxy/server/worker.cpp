@@ -9,7 +9,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <memory>
+#include <string>
 #include <system_error>
+#include <utility>
 
 #include "proxy/server/h1_session.h"
 
@@ -31,6 +34,7 @@ Worker::Worker(size_t index, WorkerShared shared, std::shared_ptr<const Snapshot
       // callgrind h1-small) and the scheduler's (about 3%).
       io_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE)),
       snapshot_(std::move(snapshot)),
+      index_label_(std::to_string(index)),
       seed_(0x9E3779B97F4A7C15ULL * (index + 1)) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) {
@@ -57,8 +61,9 @@ Worker::~Worker() {
 
 void Worker::add_listener(ListenerInfo info, tcp::acceptor acceptor) {
   listener_infos_.push_back(std::make_unique<ListenerInfo>(std::move(info)));
+  auto protocol = acceptor.local_endpoint().protocol();
   listeners_.push_back(std::make_unique<ListenerRuntime>(
-      ListenerRuntime{*listener_infos_.back(), std::move(acceptor)}));
+      ListenerRuntime{*listener_infos_.back(), std::move(acceptor), listeners_.size(), protocol}));
 }
 
 void Worker::start() {
@@ -157,11 +162,75 @@ WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>&
 void Worker::register_session(H1Session& s) {
   sessions_.push_back(s);
   open_sessions_.fetch_add(1, std::memory_order_release);
+  shared_.metrics->worker_connections.add(index_, {index_label_}, 1);
 }
 
 void Worker::unregister_session(H1Session& s) {
   static_cast<util::ListHook<SessionListTag>&>(s).unlink();
   open_sessions_.fetch_sub(1, std::memory_order_release);
+  shared_.metrics->worker_connections.add(index_, {index_label_}, -1);
+}
+
+Worker* Worker::lighter_peer() const {
+  if (peers_.size() < 2) {
+    return nullptr;
+  }
+  Worker* best = nullptr;
+  size_t fewest = open_sessions();
+  for (Worker* w : peers_) {
+    size_t n = w->open_sessions();
+    if (w != this && n < fewest) {
+      best = w;
+      fewest = n;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+// A descriptor between two workers: closed if the receiver never takes it
+// (its loop stopped with the hand-off still in the mailbox).
+struct HandedFd {
+  int fd;
+  explicit HandedFd(int f) : fd(f) {}
+  HandedFd(const HandedFd&) = delete;
+  HandedFd& operator=(const HandedFd&) = delete;
+  ~HandedFd() {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  int take() { return std::exchange(fd, -1); }
+};
+
+}  // namespace
+
+void Worker::hand_off(Worker& to, size_t index, tcp::socket socket) {
+  boost::system::error_code ec;
+  int fd = socket.release(ec);
+  if (ec) {
+    return;  // the socket is closed with `socket`
+  }
+  to.incoming_.fetch_add(1, std::memory_order_acq_rel);
+  // std::function needs a copyable callable: the descriptor goes in a
+  // shared_ptr, whose last copy closes it unless adopt() took it.
+  to.send([&to, index, held = std::make_shared<HandedFd>(fd)] { to.adopt(index, held->take()); });
+}
+
+void Worker::adopt(size_t index, int fd) {
+  incoming_.fetch_sub(1, std::memory_order_acq_rel);
+  ListenerRuntime& listener = *listeners_.at(index);
+  boost::system::error_code ec;
+  tcp::socket socket(*io_);
+  socket.assign(listener.protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    shared_.log->warn("listener {}: could not take a connection from another worker: {}",
+                      listener.info.name, ec.message());
+    return;
+  }
+  std::make_shared<H1Session>(*this, listener.info, std::move(socket))->start();
 }
 
 asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
@@ -190,6 +259,10 @@ asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
       continue;
     }
     metrics.connections_total.inc(index_, {listener.info.name});
+    if (Worker* to = lighter_peer()) {
+      hand_off(*to, listener.index, std::move(socket));
+      continue;
+    }
     auto session = std::make_shared<H1Session>(*this, listener.info, std::move(socket));
     session->start();
   }

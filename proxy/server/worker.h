@@ -10,8 +10,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "proxy/config/config.h"
 #include "proxy/observe/access_log.h"
@@ -56,7 +58,14 @@ struct WorkerUpstream {
 };
 
 // One thread, one io_context, its own SO_REUSEPORT acceptor per listener, its
-// own upstream pools. A connection accepted here lives and dies here.
+// own upstream pools. A connection lives and dies on one worker.
+//
+// Which worker: the kernel spreads new connections over the SO_REUSEPORT
+// acceptors by a hash of their addresses, which is even only on average (64
+// keep-alive connections over 2 workers split 36/28 as often as not, and
+// the busier worker sets everyone's p99). So a worker that accepts a
+// connection while another has fewer open hands it over to the one with the
+// fewest (hand_off), as HAProxy's threads and Envoy's exact_balance do.
 //
 // The io_context runs without any of Asio's locks (one thread uses it), so no
 // other thread may post to it or stop it: the main thread reaches a running
@@ -75,6 +84,10 @@ class Worker {
   // Main thread, before start(): takes an acceptor already bound on this
   // worker's io_context.
   void add_listener(ListenerInfo info, boost::asio::ip::tcp::acceptor acceptor);
+  // Main thread, before start(): every worker of the server, this one
+  // included, each with the same listeners in the same order (hand-offs
+  // name a listener by its index).
+  void set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
   void start();
   // Main thread: stop the loop and join (after drain or for a fast exit).
   void stop_and_join();
@@ -83,7 +96,12 @@ class Worker {
   void publish(std::shared_ptr<const Snapshot> snapshot);
   // Main thread: stop accepting, close idle connections, let busy ones finish.
   void drain();
-  size_t open_sessions() const { return open_sessions_.load(std::memory_order_acquire); }
+  // Any thread: open connections, and those handed over to this worker
+  // that it has not taken up yet.
+  size_t open_sessions() const {
+    return open_sessions_.load(std::memory_order_acquire) +
+           incoming_.load(std::memory_order_acquire);
+  }
 
   // Worker thread only:
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
@@ -99,8 +117,19 @@ class Worker {
   struct ListenerRuntime {
     const ListenerInfo& info;
     boost::asio::ip::tcp::acceptor acceptor;
+    size_t index;                   // in listeners_, the same on every worker
+    boost::asio::ip::tcp protocol;  // v4 or v6: what a handed-over descriptor is
   };
   boost::asio::awaitable<void> accept_loop(ListenerRuntime& listener);
+  // The peer with the fewest open connections, when it has fewer than this
+  // worker; else null.
+  Worker* lighter_peer() const;
+  // Worker thread: gives a connection just accepted on listener `index` to
+  // `to`, through its mailbox.
+  void hand_off(Worker& to, size_t index, boost::asio::ip::tcp::socket socket);
+  // Worker thread: starts a session for a connection another worker handed
+  // over (the descriptor's owner closes it if this never runs).
+  void adopt(size_t index, int fd);
 
   // Any thread: runs f on the worker's thread, after what was sent before.
   void send(std::function<void()> f);
@@ -130,6 +159,9 @@ class Worker {
   upstream::ConnectionPool pool_;
   util::IntrusiveList<H1Session, SessionListTag> sessions_;
   std::atomic<size_t> open_sessions_{0};
+  std::atomic<size_t> incoming_{0};  // handed over, still in the mailbox
+  std::vector<Worker*> peers_;
+  std::string index_label_;  // "0": the worker label of ward_worker_connections
   bool draining_ = false;
   uint64_t seed_;
   std::thread thread_;

@@ -2,6 +2,7 @@
 is served, whichever worker accepts it, and the metrics add up across them."""
 
 import concurrent.futures
+import contextlib
 
 import pytest
 
@@ -80,3 +81,30 @@ def test_upstream_pools_reuse_connections_per_worker(ward, servers):
         assert ward.get("/").status == 200
     m = ward.metrics()
     assert m.value("ward_upstream_connections_reused_total", upstream="app") > 0
+
+
+def worker_connections(ward):
+    m = ward.metrics()
+    return [m.value("ward_worker_connections", worker=str(w)) for w in range(2)]
+
+
+def test_connections_are_spread_evenly_over_workers(ward):
+    """The kernel's SO_REUSEPORT hash alone splits connections unevenly; a
+    worker that accepts one while the other has fewer hands it over, so
+    connections opened one after another stay within one of even."""
+    wait_for(lambda: worker_connections(ward) == [0, 0], 10, "earlier tests' connections closed")
+    with contextlib.ExitStack() as stack:
+        conns = []
+        for i in range(30):
+            c = stack.enter_context(ward.conn(timeout=15))
+            c.send(f"GET /spread/{i} HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert c.read_response().json()["target"] == f"/spread/{i}"
+            conns.append(c)
+            counts = worker_connections(ward)
+            assert sum(counts) == i + 1, counts
+            assert abs(counts[0] - counts[1]) <= 1, (i, counts)
+        # Every connection, handed over or not, keeps working.
+        for i, c in enumerate(conns):
+            c.send(f"GET /again/{i} HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert c.read_response().json()["target"] == f"/again/{i}"
+    wait_for(lambda: worker_connections(ward) == [0, 0], 10, "every connection closed")
