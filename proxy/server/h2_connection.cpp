@@ -1,16 +1,21 @@
 #include "proxy/server/h2_connection.h"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <new>
 
 #include "proxy/http/h2_request.h"
 #include "proxy/server/local_reply.h"
 #include "proxy/server/request_handler.h"
 #include "proxy/util/clock.h"
+#include "proxy/util/frame_pool.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -49,6 +54,65 @@ constexpr uint64_t kResetRate = 33;
 // CONTINUATION frames after one HEADERS.
 constexpr size_t kMaxContinuations = 8;
 constexpr auto kForever = std::chrono::hours(24);
+
+// nghttp2's memory through the worker's block lists (util/frame_pool.h):
+// it allocates a stream, an outbound item per frame and more for every
+// stream, in bursts as many streams open together, which missed glibc's
+// small per-thread cache like Asio's frames did. nghttp2 frees without a
+// size, so each block starts with its size (16 bytes: the payload keeps
+// malloc's alignment). Out of memory is a null, never an exception: these
+// are called from C.
+constexpr size_t kMemHeader = 16;
+
+void* h2_malloc(size_t size, void*) {
+  if (size > SIZE_MAX - kMemHeader) {
+    return nullptr;
+  }
+  try {
+    auto* p = static_cast<char*>(util::frame_pool::allocate(size + kMemHeader, kMemHeader));
+    std::memcpy(p, &size, sizeof size);
+    return p + kMemHeader;
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+size_t h2_size(void* ptr) {
+  size_t size = 0;
+  std::memcpy(&size, static_cast<char*>(ptr) - kMemHeader, sizeof size);
+  return size;
+}
+
+void h2_free(void* ptr, void*) {
+  if (ptr != nullptr) {
+    util::frame_pool::deallocate(static_cast<char*>(ptr) - kMemHeader, h2_size(ptr) + kMemHeader);
+  }
+}
+
+void* h2_calloc(size_t n, size_t size, void*) {
+  if (size != 0 && n > SIZE_MAX / size) {
+    return nullptr;
+  }
+  void* p = h2_malloc(n * size, nullptr);
+  if (p != nullptr) {
+    std::memset(p, 0, n * size);
+  }
+  return p;
+}
+
+void* h2_realloc(void* ptr, size_t size, void*) {
+  if (ptr == nullptr) {
+    return h2_malloc(size, nullptr);
+  }
+  void* p = h2_malloc(size, nullptr);
+  if (p != nullptr) {
+    std::memcpy(p, ptr, std::min(size, h2_size(ptr)));
+    h2_free(ptr, nullptr);
+  }
+  return p;
+}
+
+nghttp2_mem kH2Memory = {nullptr, h2_malloc, h2_free, h2_calloc, h2_realloc};
 
 bool is_lower_token(std::string_view s) {
   for (char c : s) {
@@ -516,7 +580,7 @@ bool H2Connection::setup() {
   // Closed streams are kept only for RFC 7540 priorities, which ward
   // ignores: free them at once.
   nghttp2_option_set_no_closed_streams(opt, 1);
-  int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
+  int rv = nghttp2_session_server_new3(&session_, cbs, this, opt, &kH2Memory);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) {
