@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 namespace ward::util {
 
@@ -27,11 +28,23 @@ SentNow send_now(int fd, std::span<const boost::asio::const_buffer> pieces) {
   if (count == 0) {
     return out;
   }
+  std::array<char, kCoalesceMax> joined;
+  const void* one = iov[0].iov_base;
+  if (count > 1 && out.total <= kCoalesceMax) {
+    size_t at = 0;
+    for (size_t k = 0; k < count; ++k) {
+      std::memcpy(joined.data() + at, iov[k].iov_base, iov[k].iov_len);
+      at += iov[k].iov_len;
+    }
+    one = joined.data();
+    count = 1;
+  }
   msghdr msg{};
   msg.msg_iov = iov.data();
   msg.msg_iovlen = count;
   for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = count == 1 ? ::send(fd, one, out.total, MSG_NOSIGNAL | MSG_DONTWAIT)
+                           : ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       out.bytes = static_cast<size_t>(n);
       return out;

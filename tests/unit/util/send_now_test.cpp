@@ -55,6 +55,27 @@ TEST_F(SendNowTest, PiecesThatFitGoOutWholeAndInOrder) {
   EXPECT_EQ(receive_all_available(), head + "hello");
 }
 
+// Up to kCoalesceMax bytes the pieces are copied together and sent as one;
+// above it they go as they are. Either way the bytes arrive in order.
+TEST_F(SendNowTest, SmallAndLargeGathersArriveInOrder) {
+  for (size_t total :
+       {size_t{2}, kCoalesceMax - 1, kCoalesceMax, kCoalesceMax + 1, 3 * kCoalesceMax}) {
+    std::string a(total / 3, 'a');
+    std::string b(total / 3, 'b');
+    std::string c(total - a.size() - b.size(), 'c');
+    for (size_t i = 0; i < c.size(); ++i) {
+      c[i] = static_cast<char>('0' + i % 10);
+    }
+    std::vector<const_buffer> pieces{boost::asio::buffer(a), boost::asio::buffer(b),
+                                     boost::asio::buffer(c)};
+    SentNow sent = send_now(fds_[0], pieces);
+    EXPECT_FALSE(sent.ec) << sent.ec.message();
+    EXPECT_EQ(sent.bytes, total);
+    EXPECT_TRUE(sent.done());
+    EXPECT_EQ(receive_all_available(), a + b + c) << total;
+  }
+}
+
 TEST_F(SendNowTest, AFullSocketReportsWouldBlockInsteadOfWaiting) {
   int small = 4096;
   ASSERT_EQ(::setsockopt(fds_[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
