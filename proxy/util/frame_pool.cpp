@@ -57,6 +57,16 @@ void* allocate_fresh(size_t size_class) {
   return p;
 }
 
+void deallocate_slow(void* p, size_t size) {
+  Lists& l = lists;
+  const size_t bytes = (class_of(size) + 1) * kStep;
+  if (size > kMaxBlock || l.kept_bytes + bytes > kMaxKeptBytes || !arm()) {
+    std::free(p);
+    return;
+  }
+  deallocate(p, size);  // armed now: kept
+}
+
 size_t kept_blocks() {
   size_t n = 0;
   for (uint32_t c : lists.count) {

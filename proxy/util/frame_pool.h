@@ -77,6 +77,9 @@ extern constinit thread_local Lists lists;
 bool arm();
 // A block from malloc, for a class whose list is empty.
 void* allocate_fresh(size_t size_class);
+// What deallocate does not do inline: blocks above kMaxBlock, lists at
+// their bound, the first release on a thread (arm), an ending thread.
+void deallocate_slow(void* p, size_t size);
 // Blocks kept by this thread, all classes (for tests and metrics).
 size_t kept_blocks();
 size_t kept_bytes();
@@ -111,16 +114,15 @@ inline void* allocate(size_t size, size_t align) {
   return allocate_fresh(c);
 }
 
+// `p` is not null. The common case (a block of a class this thread keeps,
+// under the bound) is a push and needs no stack frame; the rest is out of
+// line.
 inline void deallocate(void* p, size_t size) {
-  if (p == nullptr) {
-    return;
-  }
   const size_t c = class_of(size);
   const size_t bytes = (c + 1) * kStep;
   Lists& l = lists;
-  if (size > kMaxBlock || l.kept_bytes + bytes > kMaxKeptBytes || (!l.armed && !arm()))
-      [[unlikely]] {
-    std::free(p);
+  if (size > kMaxBlock || !l.armed || l.kept_bytes + bytes > kMaxKeptBytes) [[unlikely]] {
+    deallocate_slow(p, size);
     return;
   }
   auto* b = static_cast<Block*>(p);
