@@ -67,7 +67,8 @@ std::string_view protocol_name(int version_minor) {
 
 }  // namespace
 
-H1Session::H1Session(Worker& worker, const ListenerInfo& listener, tcp::socket socket)
+H1Session::H1Session(Worker& worker, const ListenerInfo& listener, tcp::socket socket,
+                     const tcp::endpoint& peer)
     : RequestHandler(worker, listener),
       socket_(std::move(socket)),
       deadline_(socket_.get_executor()),
@@ -78,15 +79,11 @@ H1Session::H1Session(Worker& worker, const ListenerInfo& listener, tcp::socket s
     boost::system::error_code ignored;
     socket_.cancel(ignored);
   });
-  boost::system::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  if (!ec) {
-    peer_text_ = ep.address().to_string();
-    if (auto ip = util::IpAddress::parse(peer_text_)) {
-      peer_ = *ip;
-    }
+  peer_text_ = peer.address().to_string();
+  if (auto ip = util::IpAddress::parse(peer_text_)) {
+    peer_ = *ip;
   }
-  socket_.set_option(tcp::no_delay(true), ec);
+  // TCP_NODELAY is inherited from the listening socket (open_listen_socket).
   worker_.register_session(*this);
   worker_.shared().connections->fetch_add(1, std::memory_order_relaxed);
   counted_ = true;
@@ -278,9 +275,11 @@ asio::awaitable<void> H1Session::run(Start how) {
   if (tls_stream_) {
     co_await tls_stream_->shutdown();
   }
+  // close(2) alone sends the FIN after what is still queued; the explicit
+  // half-close matters only when we go on reading (linger).
   boost::system::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
   if (linger_) {
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
     co_await linger();
   }
   socket_.close(ignored);

@@ -41,7 +41,10 @@ class H1Session : public RequestHandler,
                   public ParkingLot::Spot,
                   public util::ListHook<SessionListTag> {
  public:
-  H1Session(Worker& worker, const ListenerInfo& listener, boost::asio::ip::tcp::socket socket);
+  // `peer` is the client's address as accept(2) returned it (no
+  // getpeername(2) per connection).
+  H1Session(Worker& worker, const ListenerInfo& listener, boost::asio::ip::tcp::socket socket,
+            const boost::asio::ip::tcp::endpoint& peer);
   ~H1Session() override;
 
   void start();

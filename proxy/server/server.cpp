@@ -1,10 +1,7 @@
 #include "proxy/server/server.h"
 
-#include <sys/socket.h>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
@@ -14,6 +11,7 @@
 #include "proxy/config/config_json.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/observe/metrics.h"
+#include "proxy/server/listen_socket.h"
 #include "proxy/server/proxy_metrics.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/tls_listeners.h"
@@ -29,30 +27,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
 tcp::endpoint listen_endpoint(const config::Address& a) {
   if (a.host.empty()) {
-    return {asio::ip::address_v6::any(), a.port};  // dual-stack, see open_acceptor
+    return {asio::ip::address_v6::any(), a.port};  // dual-stack, see open_listen_socket
   }
   return {asio::ip::make_address(a.host), a.port};
-}
-
-// Binds one acceptor of a listener. SO_REUSEPORT lets every worker bind the
-// same address so the kernel spreads connections over them.
-tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& ep, bool reuse_port) {
-  tcp::acceptor acc(io);
-  acc.open(ep.protocol());
-  acc.set_option(asio::socket_base::reuse_address(true));
-  if (ep.address().is_v6() && ep.address().is_unspecified()) {
-    acc.set_option(asio::ip::v6_only(false));
-  }
-  if (reuse_port) {
-    acc.set_option(ReusePort(true));
-  }
-  acc.bind(ep);
-  acc.listen(asio::socket_base::max_listen_connections);
-  return acc;
 }
 
 }  // namespace
@@ -165,11 +144,11 @@ void Server::Impl::bind_listeners() {
     try {
       // A plain bind first: with SO_REUSEPORT alone, a second ward started on
       // the same port by the same user would silently share its traffic.
-      auto probe = open_acceptor(io, ep, false);
+      auto probe = open_listen_socket(io, ep, false);
       probe.close();
       uint16_t port = ep.port();
       for (auto& w : workers) {
-        auto acc = open_acceptor(w->io(), tcp::endpoint(ep.address(), port), true);
+        auto acc = open_listen_socket(w->io(), tcp::endpoint(ep.address(), port), true);
         if (port == 0) {
           port = acc.local_endpoint().port();  // port 0: every worker on the one picked
         }

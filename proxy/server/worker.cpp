@@ -206,7 +206,7 @@ struct HandedFd {
 
 }  // namespace
 
-void Worker::hand_off(Worker& to, size_t index, tcp::socket socket) {
+void Worker::hand_off(Worker& to, size_t index, tcp::socket socket, const tcp::endpoint& peer) {
   boost::system::error_code ec;
   int fd = socket.release(ec);
   if (ec) {
@@ -215,10 +215,12 @@ void Worker::hand_off(Worker& to, size_t index, tcp::socket socket) {
   to.incoming_.fetch_add(1, std::memory_order_acq_rel);
   // std::function needs a copyable callable: the descriptor goes in a
   // shared_ptr, whose last copy closes it unless adopt() took it.
-  to.send([&to, index, held = std::make_shared<HandedFd>(fd)] { to.adopt(index, held->take()); });
+  to.send([&to, index, peer, held = std::make_shared<HandedFd>(fd)] {
+    to.adopt(index, held->take(), peer);
+  });
 }
 
-void Worker::adopt(size_t index, int fd) {
+void Worker::adopt(size_t index, int fd, const tcp::endpoint& peer) {
   incoming_.fetch_sub(1, std::memory_order_acq_rel);
   ListenerRuntime& listener = *listeners_.at(index);
   boost::system::error_code ec;
@@ -230,11 +232,12 @@ void Worker::adopt(size_t index, int fd) {
                       listener.info.name, ec.message());
     return;
   }
-  std::make_shared<H1Session>(*this, listener.info, std::move(socket))->start();
+  std::make_shared<H1Session>(*this, listener.info, std::move(socket), peer)->start();
 }
 
 asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
   asio::steady_timer pause(*io_);
+  tcp::endpoint peer;
   auto& metrics = *shared_.metrics;
   for (;;) {
     // max_connections: over it, leave new connections in the kernel backlog
@@ -247,7 +250,8 @@ asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
     if (draining_ || !listener.acceptor.is_open()) {
       co_return;
     }
-    auto [ec, socket] = co_await listener.acceptor.async_accept(kNoThrow);
+    // The peer's address comes with accept(2): no getpeername(2) later.
+    auto [ec, socket] = co_await listener.acceptor.async_accept(peer, kNoThrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) {
         co_return;
@@ -260,10 +264,10 @@ asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
     }
     metrics.connections_total.inc(index_, {listener.info.name});
     if (Worker* to = lighter_peer()) {
-      hand_off(*to, listener.index, std::move(socket));
+      hand_off(*to, listener.index, std::move(socket), peer);
       continue;
     }
-    auto session = std::make_shared<H1Session>(*this, listener.info, std::move(socket));
+    auto session = std::make_shared<H1Session>(*this, listener.info, std::move(socket), peer);
     session->start();
   }
 }

@@ -126,10 +126,11 @@ class Worker {
   Worker* lighter_peer() const;
   // Worker thread: gives a connection just accepted on listener `index` to
   // `to`, through its mailbox.
-  void hand_off(Worker& to, size_t index, boost::asio::ip::tcp::socket socket);
+  void hand_off(Worker& to, size_t index, boost::asio::ip::tcp::socket socket,
+                const boost::asio::ip::tcp::endpoint& peer);
   // Worker thread: starts a session for a connection another worker handed
   // over (the descriptor's owner closes it if this never runs).
-  void adopt(size_t index, int fd);
+  void adopt(size_t index, int fd, const boost::asio::ip::tcp::endpoint& peer);
 
   // Any thread: runs f on the worker's thread, after what was sent before.
   void send(std::function<void()> f);
