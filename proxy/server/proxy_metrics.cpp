@@ -58,7 +58,11 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
       proxy_protocol_errors(r.counter("ward_proxy_protocol_errors_total",
                                       "Connections closed for a missing, malformed, too large, "
                                       "timed out or truncated PROXY header, by reason.",
-                                      {"listener", "reason"})) {}
+                                      {"listener", "reason"})),
+      heap_trims(r.counter("ward_heap_trims_total",
+                           "Times freed heap memory was handed back to the kernel after a "
+                           "burst of connections.",
+                           {})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

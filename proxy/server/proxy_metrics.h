@@ -31,6 +31,7 @@ struct ProxyMetrics {
   observe::CounterFamily& tls_handshake_errors;   // listener, reason
   observe::GaugeFamily& tls_certificate_expiry;   // listener, cert: notAfter, Unix seconds
   observe::CounterFamily& proxy_protocol_errors;  // listener, reason
+  observe::CounterFamily& heap_trims;             // main thread (shard 0)
 };
 
 // "200" for 200: label values for status codes without formatting per request.

@@ -17,6 +17,7 @@
 #include "proxy/server/tls_listeners.h"
 #include "proxy/server/worker.h"
 #include "proxy/upstream/upstream_state.h"
+#include "proxy/util/heap_trim.h"
 #include "proxy/util/json.h"
 
 namespace ward::server {
@@ -56,6 +57,8 @@ struct Server::Impl {
   asio::steady_timer drain_timer{io};
   std::unique_ptr<TlsListeners> tls;
   asio::steady_timer ticket_timer{io};
+  asio::steady_timer trim_timer{io};
+  util::TrimPolicy trim_policy;
   Clock::time_point drain_deadline;
   bool draining = false;
   int exit_code = 0;
@@ -79,6 +82,7 @@ struct Server::Impl {
   void wait_usr1();
   bool build_tls();
   void schedule_ticket_rotation();
+  void schedule_heap_trim();
   void reload_certificates();
   void begin_drain(const char* why);
   void poll_drain();
@@ -129,6 +133,7 @@ bool Server::Impl::start() {
   }
   wait_signals();
   wait_usr1();
+  schedule_heap_trim();
   for (const auto& l : config->listeners) {
     log->info("listener {} on {}", l.name, l.address.text);
   }
@@ -281,6 +286,28 @@ void Server::Impl::schedule_ticket_rotation() {
     if (!ec) {
       schedule_ticket_rotation();
     }
+  });
+}
+
+// Every 250 ms the main thread looks at the workers' connection churn; after
+// a burst has died down it returns the freed heap to the kernel
+// (util::TrimPolicy says why and when). The main thread does it, so no
+// worker stalls on the walk over the heap.
+void Server::Impl::schedule_heap_trim() {
+  trim_timer.expires_after(std::chrono::milliseconds(250));
+  trim_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    uint64_t churn = 0;
+    for (const auto& w : workers) {
+      churn += w->churn();
+    }
+    if (trim_policy.tick(churn)) {
+      util::release_free_heap();
+      metrics.heap_trims.inc(0, {});
+    }
+    schedule_heap_trim();
   });
 }
 

@@ -162,12 +162,14 @@ WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>&
 void Worker::register_session(H1Session& s) {
   sessions_.push_back(s);
   open_sessions_.fetch_add(1, std::memory_order_release);
+  churn_.fetch_add(1, std::memory_order_relaxed);
   shared_.metrics->worker_connections.add(index_, {index_label_}, 1);
 }
 
 void Worker::unregister_session(H1Session& s) {
   static_cast<util::ListHook<SessionListTag>&>(s).unlink();
   open_sessions_.fetch_sub(1, std::memory_order_release);
+  churn_.fetch_add(1, std::memory_order_relaxed);
   shared_.metrics->worker_connections.add(index_, {index_label_}, -1);
 }
 

@@ -102,6 +102,9 @@ class Worker {
     return open_sessions_.load(std::memory_order_acquire) +
            incoming_.load(std::memory_order_acquire);
   }
+  // Any thread: connections opened plus connections closed so far (the
+  // main thread's heap trimming watches it, util::TrimPolicy).
+  uint64_t churn() const { return churn_.load(std::memory_order_relaxed); }
 
   // Worker thread only:
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
@@ -161,6 +164,7 @@ class Worker {
   util::IntrusiveList<H1Session, SessionListTag> sessions_;
   std::atomic<size_t> open_sessions_{0};
   std::atomic<size_t> incoming_{0};  // handed over, still in the mailbox
+  std::atomic<uint64_t> churn_{0};
   std::vector<Worker*> peers_;
   std::string index_label_;  // "0": the worker label of ward_worker_connections
   bool draining_ = false;

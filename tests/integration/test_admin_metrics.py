@@ -1,6 +1,8 @@
 """The admin listener: /healthz, /readyz, /config, /upstreams, /metrics."""
 
 import json
+import socket
+import time
 
 import pytest
 
@@ -126,3 +128,25 @@ def test_every_metric_has_help_and_type(ward):
                  "ward_upstream_connections_reused_total",
                  "ward_upstream_connections_created_total"]:
         assert name in families, name
+
+
+def test_heap_is_trimmed_once_after_a_burst_of_connections(group):
+    """After a burst of connections (over 1,024 opens + closes) has died
+    down, ward hands the freed heap back to the kernel, once; steady
+    keep-alive traffic adds no churn and no further trim. The workers'
+    churn is summed: two workers here."""
+    app = group.whoami("app")
+    ward = group.ward(base_config({"backend": [app]}, workers=2))
+    assert ward.metrics().value("ward_heap_trims_total") == 0
+    for _ in range(700):
+        socket.create_connection(("127.0.0.1", ward.port), timeout=5).close()
+    wait_for(lambda: ward.metrics().value("ward_connections_total", listener="web") >= 700,
+             10, "700 connections accepted")
+    wait_for(lambda: ward.metrics().value("ward_heap_trims_total") == 1, 10, "a heap trim")
+    # A second of keep-alive requests (several trim ticks): no new trim.
+    with ward.conn() as c:
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert c.read_response().status == 200
+    assert ward.metrics().value("ward_heap_trims_total") == 1

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <cstdint>
+
+namespace ward::util {
+
+// When to hand freed heap memory back to the kernel.
+//
+// glibc returns only the top of a heap by itself. After a burst of
+// connections (a TLS handshake frees some 30 KiB of OpenSSL state per
+// connection, interleaved with what the connections keep), the freed pages
+// in the middle stay resident until malloc_trim(3) releases them. Trimming
+// takes each arena's lock and a madvise(2) per free run, so it runs only
+// after enough churn and when the churn has died down: never while
+// connections pour in, and never on a steady keep-alive load.
+//
+// Pure logic, fed by a timer: tick() gets the running count of connections
+// opened and closed, and says whether to trim now.
+class TrimPolicy {
+ public:
+  struct Params {
+    uint64_t min_churn = 1024;  // opens + closes since the last trim
+    uint64_t quiet_below = 16;  // fewer than this in the last tick: quiet
+  };
+  TrimPolicy() = default;
+  explicit TrimPolicy(Params p) : p_(p) {}
+
+  bool tick(uint64_t churn_total) {
+    uint64_t in_tick = churn_total - last_total_;
+    last_total_ = churn_total;
+    if (churn_total - at_last_trim_ < p_.min_churn || in_tick >= p_.quiet_below) {
+      return false;
+    }
+    at_last_trim_ = churn_total;
+    return true;
+  }
+
+ private:
+  Params p_;
+  uint64_t last_total_ = 0;
+  uint64_t at_last_trim_ = 0;
+};
+
+// malloc_trim(0): every arena's free pages back to the kernel. True if any
+// memory was released.
+bool release_free_heap();
+
+}  // namespace ward::util
