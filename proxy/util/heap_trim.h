@@ -11,9 +11,9 @@ namespace ward::util {
 // while it ran, interleaved with what the connections keep), the freed
 // pages in the middle stay resident until malloc_trim(3) releases them
 // (2.7 MiB of 160 holding 9,800 idle TLS connections). Trimming
-// takes each arena's lock and a madvise(2) per free run, so it runs only
-// after enough churn and when the churn has died down: never while
-// connections pour in, and never on a steady keep-alive load.
+// holds each arena's lock while it walks it and makes a madvise(2) per free
+// run, so it runs only after enough churn and when the churn has died down:
+// never while connections pour in, and never on a steady keep-alive load.
 //
 // Pure logic, fed by a timer: tick() gets the running count of connections
 // opened and closed, and says whether to trim now.
