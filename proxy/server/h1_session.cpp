@@ -19,6 +19,7 @@
 #include "proxy/server/h2_connection.h"
 #include "proxy/server/local_reply.h"
 #include "proxy/util/exact_allocator.h"
+#include "proxy/util/recv_op.h"
 #include "proxy/util/send_now.h"
 #include "proxy/util/spare.h"
 
@@ -297,8 +298,8 @@ asio::awaitable<void> H1Session::linger() {
   deadline_.expires_after(kLingerTime);
   in_.consume(in_.size());
   for (;;) {
-    auto [ec, n] = co_await socket_.async_read_some(
-        asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+    auto [ec, n] = co_await util::async_recv(
+        socket_, asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
     if (ec) {
       break;  // the client's close, a reset, or kLingerTime
     }
@@ -524,11 +525,11 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
         wec = ec;
       } else {
         // Plain: wait by reading into the 4 KiB head block. The last read
-        // emptied the socket, so Asio queues this one without trying it
-        // first, where a wait costs an epoll_ctl (Asio re-arms the
-        // descriptor for each wait): one syscall fewer per request.
-        auto [ec, n] = co_await socket_.async_read_some(
-            asio::buffer(in_.write_ptr(), in_.write_space()), kDeferred);
+        // emptied the socket (util::async_recv tells Asio so), so this one
+        // is queued without a recv that would fail first; a wait would
+        // cost an epoll_ctl (Asio re-arms the descriptor for each wait).
+        auto [ec, n] = co_await util::async_recv(
+            socket_, asio::buffer(in_.write_ptr(), in_.write_space()), kDeferred);
         wec = ec;
         got = n;
       }
@@ -565,7 +566,7 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
       got = co_await down_read(asio::buffer(ptr, space));
     } else {
       // Plain: the deferred form runs on this frame (no frame of its own).
-      got = co_await socket_.async_read_some(asio::buffer(ptr, space), kDeferred);
+      got = co_await util::async_recv(socket_, asio::buffer(ptr, space), kDeferred);
     }
     auto [ec, n] = got;
     if (ec) {

@@ -9,6 +9,7 @@
 #include "proxy/http/forwarding.h"
 #include "proxy/router/router.h"
 #include "proxy/server/local_reply.h"
+#include "proxy/util/recv_op.h"
 #include "proxy/util/send_now.h"
 #include "proxy/util/spare.h"
 
@@ -678,7 +679,7 @@ asio::awaitable<RequestHandler::Outcome> RequestHandler::read_response_head(
     if (conn.is_tls()) {
       got = co_await conn.read_some(space);
     } else {
-      got = co_await conn.socket.async_read_some(space, kDeferred);
+      got = co_await util::async_recv(conn.socket, space, kDeferred);
     }
     auto [ec, n] = got;
     if (ec) {
@@ -773,7 +774,7 @@ asio::awaitable<bool> RequestHandler::relay_response(Exchange& ex,
     if (conn.is_tls()) {
       got = co_await conn.read_some(space);
     } else {
-      got = co_await conn.socket.async_read_some(space, kDeferred);
+      got = co_await util::async_recv(conn.socket, space, kDeferred);
     }
     auto [ec, n] = got;
     if (duplex != nullptr && !ec) {

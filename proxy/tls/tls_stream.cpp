@@ -15,6 +15,7 @@
 #include <new>
 #include <string>
 
+#include "proxy/util/recv_op.h"
 #include "proxy/util/spare.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
@@ -512,7 +513,7 @@ asio::awaitable<TlsStream::IoResult> read_some(tcp::socket& socket, TlsStream* t
   if (tls != nullptr) {
     return tls->read_some(b);
   }
-  return socket.async_read_some(b, kNoThrow);
+  return util::async_recv(socket, b, kNoThrow);
 }
 
 asio::awaitable<TlsStream::IoResult> write(tcp::socket& socket, TlsStream* tls,

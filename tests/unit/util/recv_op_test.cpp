@@ -1,0 +1,246 @@
+#include "proxy/util/recv_op.h"
+
+#include <gtest/gtest.h>
+#include <sys/ioctl.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+// util::async_recv on real loopback TCP sockets. It replaces
+// async_read_some on every plain read of a connection, so what a user relies
+// on is that it reads the same: bytes in order whatever the buffer size,
+// bytes that come after a read that emptied the socket (the read after it
+// waits for the kernel's report instead of trying: it must still get them),
+// the end of the stream, and a pending read ended by cancel() and close()
+// (deadlines and drains end waits that way), or dropped unrun with its
+// io_context.
+
+namespace ward::util {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+struct Result {
+  error_code ec;
+  size_t n = 0;
+};
+
+class RecvOpTest : public ::testing::Test {
+ protected:
+  RecvOpTest() : server_(io_), client_(io_) {
+    tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    client_.connect(acceptor.local_endpoint());
+    acceptor.accept(server_);
+  }
+
+  // Starts a read of up to `size` bytes into buf_.
+  void start(size_t size) {
+    result_.reset();
+    async_recv(server_, asio::buffer(buf_.data(), size), [this](const error_code& ec, size_t n) {
+      result_ = Result{ec, n};
+    });
+  }
+  // Runs the loop until the read completes, for at most 5 s.
+  std::optional<Result> finish() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!result_ && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(10));
+      io_.restart();
+    }
+    return result_;
+  }
+  std::string read(size_t size) {
+    start(size);
+    auto r = finish();
+    EXPECT_TRUE(r.has_value()) << "the read did not complete in 5 s";
+    if (!r || r->ec) {
+      return r ? "error: " + r->ec.message() : "(none)";
+    }
+    return std::string(buf_.data(), r->n);
+  }
+  void send(const std::string& s) { asio::write(client_, asio::buffer(s)); }
+  // Bytes the kernel holds for the server socket, once `want` are there
+  // (loopback delivers at once; bounded by 5 s all the same).
+  int unread(int want) {
+    int n = -1;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    do {
+      EXPECT_EQ(::ioctl(server_.native_handle(), FIONREAD, &n), 0);
+    } while (n != want && std::chrono::steady_clock::now() < deadline);
+    return n;
+  }
+
+  asio::io_context io_;
+  tcp::socket server_;
+  tcp::socket client_;
+  std::array<char, 4096> buf_{};
+  std::optional<Result> result_;
+};
+
+TEST_F(RecvOpTest, ReadsWhatCame) {
+  send("GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(read(buf_.size()), "GET / HTTP/1.1\r\n\r\n");
+}
+
+// The first read comes back short of its buffer, which tells Asio the socket
+// is empty; the next read starts before the next bytes come, and must get
+// them when they do.
+TEST_F(RecvOpTest, BytesAfterAReadThatEmptiedTheSocketArrive) {
+  send("abc");
+  EXPECT_EQ(read(buf_.size()), "abc");
+  start(buf_.size());
+  io_.poll();
+  EXPECT_FALSE(result_) << "a read completed with nothing to read";
+  send("defg");
+  auto r = finish();
+  ASSERT_TRUE(r) << "the bytes sent after a short read were never reported";
+  ASSERT_FALSE(r->ec) << r->ec.message();
+  EXPECT_EQ(std::string(buf_.data(), r->n), "defg");
+  // And once more, with the read started after the bytes came.
+  send("hij");
+  EXPECT_EQ(read(buf_.size()), "hij");
+}
+
+// What async_recv is for: a read that came back short of its buffer emptied
+// the socket, so the next read leaves the socket alone until epoll reports
+// it (Asio's async_read_some would try a recv at once, which mostly fails
+// with EAGAIN). Seen from outside: bytes that are already there when the
+// next read starts stay in the kernel until the loop runs.
+TEST_F(RecvOpTest, AfterAShortReadTheNextWaitsForTheKernelsReport) {
+  if (!WARD_RECV_OP) {
+    GTEST_SKIP() << "this Boost falls back to async_read_some (proxy/util/recv_op.h)";
+  }
+  start(buf_.size());  // waiting before the bytes come, as a proxy's reads are
+  io_.poll();
+  send("abc");
+  auto first = finish();
+  ASSERT_TRUE(first && !first->ec);
+  ASSERT_EQ(first->n, 3u);
+  send("xyz");
+  ASSERT_EQ(unread(3), 3);
+  start(buf_.size());
+  EXPECT_EQ(unread(3), 3) << "the read was tried before epoll reported the socket";
+  auto second = finish();
+  ASSERT_TRUE(second && !second->ec);
+  EXPECT_EQ(std::string(buf_.data(), second->n), "xyz");
+}
+
+// A read that fills its buffer says nothing of what is left: the next read
+// is tried at once, as Asio's is.
+TEST_F(RecvOpTest, AfterAFullReadTheNextIsTriedAtOnce) {
+  start(4);
+  io_.poll();
+  send("0123456789");
+  auto first = finish();
+  ASSERT_TRUE(first && !first->ec);
+  ASSERT_EQ(first->n, 4u);
+  ASSERT_EQ(unread(6), 6);
+  start(4);
+  EXPECT_EQ(unread(2), 2) << "the read waited although bytes were left";
+  auto second = finish();
+  ASSERT_TRUE(second && !second->ec);
+  EXPECT_EQ(std::string(buf_.data(), second->n), "4567");
+}
+
+// A read that fills its buffer leaves the rest for the next read.
+TEST_F(RecvOpTest, SmallBuffersReadEverythingInOrder) {
+  send("0123456789");
+  std::string got;
+  while (got.size() < 10) {
+    std::string piece = read(4);
+    ASSERT_FALSE(piece.empty());
+    ASSERT_LE(piece.size(), 4u);
+    if (piece.starts_with("error")) {
+      FAIL() << piece;
+    }
+    got += piece;
+  }
+  EXPECT_EQ(got, "0123456789");
+}
+
+TEST_F(RecvOpTest, TheEndOfTheStreamIsEof) {
+  send("last");
+  client_.shutdown(tcp::socket::shutdown_send);
+  EXPECT_EQ(read(buf_.size()), "last");
+  start(buf_.size());
+  auto r = finish();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ec, asio::error::eof);
+  EXPECT_EQ(r->n, 0u);
+}
+
+TEST_F(RecvOpTest, CancelEndsAPendingRead) {
+  start(buf_.size());
+  io_.poll();
+  ASSERT_FALSE(result_);
+  server_.cancel();
+  auto r = finish();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ec, asio::error::operation_aborted);
+  // The socket still reads afterwards.
+  send("after");
+  EXPECT_EQ(read(buf_.size()), "after");
+}
+
+TEST_F(RecvOpTest, CloseEndsAPendingRead) {
+  start(buf_.size());
+  io_.poll();
+  ASSERT_FALSE(result_);
+  server_.close();
+  auto r = finish();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ec, asio::error::operation_aborted);
+}
+
+TEST_F(RecvOpTest, AClosedSocketFailsAtOnce) {
+  server_.close();
+  start(buf_.size());
+  auto r = finish();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ec, asio::error::bad_descriptor);
+}
+
+TEST_F(RecvOpTest, AnEmptyBufferCompletesAtOnce) {
+  start(0);
+  auto r = finish();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->ec);
+  EXPECT_EQ(r->n, 0u);
+}
+
+// A worker's teardown destroys its io_context with reads pending: the
+// handlers (and what they own) go, unrun.
+TEST(RecvOpTeardown, PendingReadsAreDestroyedWithTheirContext) {
+  auto owned = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = owned;
+  bool ran = false;
+  std::array<char, 64> buf{};
+  {
+    asio::io_context io;
+    tcp::socket server(io);
+    tcp::socket client(io);
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    client.connect(acceptor.local_endpoint());
+    acceptor.accept(server);
+    async_recv(server, asio::buffer(buf),
+               [&ran, o = std::move(owned)](const error_code&, size_t) { ran = true; });
+    io.poll();
+    ASSERT_FALSE(ran);
+    ASSERT_FALSE(watch.expired());
+    // The sockets close first (their destructors cancel the read, which
+    // is then queued), then the context destroys what is queued.
+  }
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(watch.expired());
+}
+
+}  // namespace
+}  // namespace ward::util
