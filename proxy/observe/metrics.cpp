@@ -722,8 +722,12 @@ std::string Registry::render() const {
   return out;
 }
 
+// Prometheus' usual buckets, from 5 ms, and two below them: a proxied
+// request on a LAN takes about 1 ms, which the 5 ms bucket could not tell
+// from 4 ms. Not 0.5 ms: std::to_chars writes it "5e-04", which is valid
+// but matches no dashboard written for le="0.0005".
 std::vector<double> default_latency_buckets() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
 }  // namespace ward::observe

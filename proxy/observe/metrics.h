@@ -82,7 +82,7 @@ class Registry {
   std::unique_ptr<Impl> impl_;
 };
 
-// Default latency buckets in seconds (5ms .. 10s).
+// Default latency buckets in seconds (1 ms .. 10 s).
 std::vector<double> default_latency_buckets();
 
 }  // namespace ward::observe

@@ -238,13 +238,20 @@ TEST_F(MetricsTest, IntegersArePrintedWithoutExponent) {
             "h_count 2\n");
 }
 
-TEST_F(MetricsTest, DefaultLatencyBucketsSpanFiveMillisecondsToTenSeconds) {
-  std::vector<double> expected{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+// A proxied request takes about a millisecond: the buckets must tell 1 ms
+// from 4 ms, and their le labels must read as dashboards write them.
+TEST_F(MetricsTest, DefaultLatencyBucketsSpanOneMillisecondToTenSeconds) {
+  std::vector<double> expected{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                               0.25,  0.5,    1,     2.5,  5,     10};
   EXPECT_EQ(default_latency_buckets(), expected);
-  registry_.histogram("d", "D.", {}, default_latency_buckets());
+  auto& d = registry_.histogram("d", "D.", {}, default_latency_buckets());
+  d.observe(0, {}, 0.0008);
+  d.observe(0, {}, 0.0031);
   std::string text = registry_.render();
-  EXPECT_NE(text.find("d_bucket{le=\"0.005\"} 0\n"), std::string::npos);
-  EXPECT_NE(text.find("d_bucket{le=\"10\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("d_bucket{le=\"0.001\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("d_bucket{le=\"0.0025\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("d_bucket{le=\"0.005\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("d_bucket{le=\"10\"} 2\n"), std::string::npos) << text;
 }
 
 TEST_F(MetricsTest, RegisteringTheSameFamilyAgainReturnsIt) {
