@@ -521,7 +521,7 @@ asio::awaitable<H1Session::HeadResult> H1Session::read_head(http::ParseError& er
         // thread's spares meanwhile (reading means SSL_read, which needs
         // its record buffer).
         tls_stream_->release_buffers();
-        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kDeferred);
+        auto [ec] = co_await util::async_wait_readable(socket_, false, kDeferred);
         wec = ec;
       } else {
         // Plain: wait by reading into the 4 KiB head block. The last read

@@ -16,6 +16,7 @@
 #include "proxy/server/request_handler.h"
 #include "proxy/util/clock.h"
 #include "proxy/util/frame_pool.h"
+#include "proxy/util/recv_op.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -636,7 +637,7 @@ asio::awaitable<void> H2Connection::run(std::string_view preread) {
       if (tls_ != nullptr) {
         tls_->release_buffers();
       }
-      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, kNoThrow);
+      auto [wec] = co_await util::async_wait_readable(socket_, false, kNoThrow);
       if (wec) {
         say_goodbye_if_idle();
         break;

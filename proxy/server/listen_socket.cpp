@@ -4,6 +4,8 @@
 
 #include <boost/asio/ip/v6_only.hpp>
 
+#include "proxy/util/recv_op.h"
+
 namespace ward::server {
 
 namespace asio = boost::asio;
@@ -24,6 +26,10 @@ tcp::acceptor open_listen_socket(asio::io_context& io, const tcp::endpoint& ep, 
     acc.set_option(ReusePort(true));
   }
   acc.set_option(tcp::no_delay(true));
+  // Inherited too: reads learn whether they emptied the socket
+  // (util/recv_op.h). A kernel without it (before 4.18) refuses; reads
+  // then work as Asio's do.
+  util::enable_inq(acc.native_handle());
   acc.bind(ep);
   acc.listen(asio::socket_base::max_listen_connections);
   return acc;

@@ -357,6 +357,7 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
   }
   boost::system::error_code ignored;
   conn->socket.set_option(tcp::no_delay(true), ignored);
+  util::enable_inq(conn->socket.native_handle());  // for util::async_recv and the TLS BIO
   if (client_tls) {
     // The handshake (and verification) is part of connecting: the same
     // connect_timeout bounds both, and a failure is a connect failure.

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "proxy/util/recv_op.h"
 #include "proxy/util/spare.h"
@@ -40,8 +41,12 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // MSG_NOSIGNAL: EPIPE comes back as an error instead. No buffering: one
 // syscall per call, as with BIO_s_socket.
 
+BioEnd& bio_end(BIO* b) {
+  return *static_cast<BioEnd*>(BIO_get_data(b));
+}
+
 int bio_fd(BIO* b) {
-  return static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(b)));
+  return bio_end(b).fd;
 }
 
 bool would_block(int e) {
@@ -59,13 +64,19 @@ int bio_write(BIO* b, const char* data, int len) {
 
 int bio_read(BIO* b, char* out, int len) {
   BIO_clear_retry_flags(b);
-  ssize_t n = ::recv(bio_fd(b), out, static_cast<size_t>(len), 0);
+  BioEnd& end = bio_end(b);
+  // With the count of what is left (TCP_INQ): the stream tells the reactor
+  // when this read emptied the socket (util/recv_op.h).
+  const util::InqRead r = util::recv_inq(end.fd, out, static_cast<size_t>(len));
+  const ssize_t n = r.n;
+  end.drained = r.empty;
   if (n == 0) {
     // BIO_eof() true: OpenSSL then reports a FIN without close_notify as
     // SSL_R_UNEXPECTED_EOF_WHILE_READING, which is how truncated() knows.
     BIO_set_flags(b, BIO_FLAGS_IN_EOF);
   } else if (n < 0 && would_block(errno)) {
     BIO_set_retry_read(b);
+    end.drained = errno != EINTR;  // EAGAIN: nothing queued, not even a FIN
   }
   return static_cast<int>(n);
 }
@@ -103,11 +114,6 @@ const BIO_METHOD* socket_bio_method() {
     return m;
   }();
   return method;
-}
-
-asio::socket_base::wait_type wait_for(int ssl_error) {
-  return ssl_error == SSL_ERROR_WANT_WRITE ? asio::socket_base::wait_write
-                                           : asio::socket_base::wait_read;
 }
 
 bool wants_io(int ssl_error) {
@@ -150,7 +156,8 @@ error_code make_error_code(StreamError e) {
 }
 
 TlsStream::TlsStream(asio::ip::tcp::socket& socket, SslPtr ssl)
-    : socket_(socket), ssl_(std::move(ssl)), fd_(socket.native_handle()) {
+    : socket_(socket), ssl_(std::move(ssl)) {
+  bio_.fd = socket.native_handle();
   if (!ssl_) {
     failed_ = StreamError::internal_error;
     return;
@@ -179,7 +186,7 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, SslPtr ssl)
     failed_ = make_error_code(boost::system::errc::not_enough_memory);
     return;
   }
-  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(fd_)));
+  BIO_set_data(bio, &bio_);  // the stream outlives its SSL, which owns the BIO
   BIO_set_init(bio, 1);
   SSL_set_bio(ssl_.get(), bio, bio);  // the SSL owns the BIO; the BIO never closes the fd
 }
@@ -199,7 +206,7 @@ error_code TlsStream::check_usable() {
   }
   // Closed, or closed and reopened: that descriptor number may now be
   // another connection's, so OpenSSL must not touch it.
-  if (socket_.native_handle() != fd_) {
+  if (socket_.native_handle() != bio_.fd) {
     return asio::error::bad_descriptor;
   }
   return {};
@@ -212,8 +219,10 @@ asio::awaitable<error_code> TlsStream::handshake() {
       co_return ec;
     }
     ERR_clear_error();
+    bio_.drained = false;  // what the call below finds, nothing older
     int ret = SSL_do_handshake(ssl_.get());
     if (ret == 1) {
+      note_drained();
       on_established();
       co_return error_code{};
     }
@@ -257,10 +266,12 @@ asio::awaitable<TlsStream::IoResult> TlsStream::read_some(asio::mutable_buffer b
       co_return IoResult{ec, 0};
     }
     ERR_clear_error();
+    bio_.drained = false;  // what the call below finds, nothing older
     errno = 0;
     size_t n = 0;
     int ret = SSL_read_ex(ssl_.get(), b.data(), b.size(), &n);
     if (ret == 1) {
+      note_drained();
       co_return IoResult{error_code{}, n};
     }
     int sys_errno = errno;
@@ -284,8 +295,23 @@ asio::awaitable<error_code> TlsStream::wait(int ssl_error) {
   if (deadline_ != nullptr && deadline_->expired()) {
     co_return asio::error::operation_aborted;
   }
-  auto [ec] = co_await socket_.async_wait(wait_for(ssl_error), kNoThrow);
+  if (ssl_error == SSL_ERROR_WANT_WRITE) {
+    auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_write, kNoThrow);
+    co_return ec;
+  }
+  // The BIO's read got EAGAIN just now, in this call: the wait needs no
+  // check of its own at the start.
+  const bool drained = std::exchange(bio_.drained, false);
+  auto [ec] = co_await util::async_wait_readable(socket_, drained, kNoThrow);
   co_return ec;
+}
+
+void TlsStream::note_drained() {
+  // The BIO's last read came back short, within the OpenSSL call that just
+  // returned: the reactor may skip its next check (util/recv_op.h).
+  if (std::exchange(bio_.drained, false)) {
+    util::note_drained(socket_);
+  }
 }
 
 asio::awaitable<error_code> TlsStream::write_all(const char* data, size_t size) {
@@ -298,6 +324,7 @@ asio::awaitable<error_code> TlsStream::write_all(const char* data, size_t size) 
       co_return asio::error::shut_down;
     }
     ERR_clear_error();
+    bio_.drained = false;  // what the call below finds, nothing older
     errno = 0;
     size_t n = 0;
     // Without partial writes, success means all of `size` is sent; after

@@ -58,6 +58,15 @@ enum class StreamError {
 const boost::system::error_category& stream_category();
 boost::system::error_code make_error_code(StreamError e);
 
+// The socket end of a stream's BIO (its data pointer): the descriptor, and
+// whether the BIO's last read left the socket empty (EAGAIN, or TCP_INQ's
+// count of 0), which the stream then tells the reactor
+// (util::note_drained, util::async_wait_readable).
+struct BioEnd {
+  int fd = -1;
+  bool drained = false;
+};
+
 class TlsStream {
  public:
   using IoResult = std::tuple<boost::system::error_code, size_t>;
@@ -149,6 +158,9 @@ class TlsStream {
   boost::system::error_code check_usable();
   // Waits for the readiness `ssl_error` (WANT_READ / WANT_WRITE) asks for.
   boost::asio::awaitable<boost::system::error_code> wait(int ssl_error);
+  // After an OpenSSL call that succeeded: when the BIO's last read emptied
+  // the socket, the reactor is told (util::note_drained).
+  void note_drained();
   boost::asio::awaitable<boost::system::error_code> write_all(const char* data, size_t size);
   boost::asio::awaitable<boost::system::error_code> flush_staging(size_t size);
   // The error of a failed SSL_read_ex / SSL_write_ex; records fatal ones.
@@ -164,7 +176,7 @@ class TlsStream {
   std::unique_ptr<char[]> staging_;   // record_size_ bytes while allocated
   boost::system::error_code failed_;  // the first fatal error; every later call returns it
   unsigned long openssl_error_ = 0;   // packed ERR code of the last TLS failure
-  int fd_ = -1;                       // the descriptor the BIO uses
+  BioEnd bio_;                        // what the BIO reads and writes
   size_t record_size_ = SSL3_RT_MAX_PLAIN_LENGTH;  // plaintext bytes per record
   std::optional<HandshakeError> handshake_error_;
   bool truncated_ = false;

@@ -1,6 +1,9 @@
 #include "proxy/server/listen_socket.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -29,6 +32,21 @@ TEST(ListenSocket, AcceptedConnectionsHaveNoDelay) {
   EXPECT_TRUE(nd.value());
   // The peer's address from accept(2) is the client's own.
   EXPECT_EQ(peer, client.local_endpoint());
+}
+
+// The same for TCP_INQ, which util::async_recv and the TLS BIO rely on to
+// tell the reactor a read emptied the socket (without it they fall back to
+// Asio's extra recv per read).
+TEST(ListenSocket, AcceptedConnectionsCountWhatIsLeftToRead) {
+  asio::io_context io;
+  tcp::acceptor acc = open_listen_socket(io, {asio::ip::make_address("127.0.0.1"), 0}, false);
+  tcp::socket client(io);
+  client.connect(acc.local_endpoint());
+  tcp::socket accepted = acc.accept();
+  int inq = 0;
+  socklen_t len = sizeof inq;
+  ASSERT_EQ(::getsockopt(accepted.native_handle(), IPPROTO_TCP, TCP_INQ, &inq, &len), 0);
+  EXPECT_EQ(inq, 1);
 }
 
 TEST(ListenSocket, ReusePortLetsTwoBindTheSameAddress) {

@@ -1,6 +1,8 @@
 #include "proxy/util/recv_op.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 
 #include <array>
@@ -17,8 +19,8 @@
 // on is that it reads the same: bytes in order whatever the buffer size,
 // bytes that come after a read that emptied the socket (the read after it
 // waits for the kernel's report instead of trying: it must still get them),
-// the end of the stream, and a pending read ended by cancel() and close()
-// (deadlines and drains end waits that way), or dropped unrun with its
+// the end of the stream, also when it came with the last bytes, and a pending read ended by
+// cancel() and close() (deadlines and drains end waits that way), or dropped unrun with its
 // io_context.
 
 namespace ward::util {
@@ -35,8 +37,10 @@ struct Result {
 
 class RecvOpTest : public ::testing::Test {
  protected:
+  // TCP_INQ on the listener, as ward's are: the accepted socket inherits it.
   RecvOpTest() : server_(io_), client_(io_) {
     tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    EXPECT_TRUE(enable_inq(acceptor.native_handle()));
     client_.connect(acceptor.local_endpoint());
     acceptor.accept(server_);
   }
@@ -67,6 +71,12 @@ class RecvOpTest : public ::testing::Test {
     return std::string(buf_.data(), r->n);
   }
   void send(const std::string& s) { asio::write(client_, asio::buffer(s)); }
+  // Runs what is ready now. (A loop that ran out of work stops, and runs
+  // nothing until restarted.)
+  void poll() {
+    io_.restart();
+    io_.poll();
+  }
   // Bytes the kernel holds for the server socket, once `want` are there
   // (loopback delivers at once; bounded by 5 s all the same).
   int unread(int want) {
@@ -90,14 +100,13 @@ TEST_F(RecvOpTest, ReadsWhatCame) {
   EXPECT_EQ(read(buf_.size()), "GET / HTTP/1.1\r\n\r\n");
 }
 
-// The first read comes back short of its buffer, which tells Asio the socket
-// is empty; the next read starts before the next bytes come, and must get
-// them when they do.
+// The first read empties the socket, which the reactor is told; the next
+// read starts before the next bytes come, and must get them when they do.
 TEST_F(RecvOpTest, BytesAfterAReadThatEmptiedTheSocketArrive) {
   send("abc");
   EXPECT_EQ(read(buf_.size()), "abc");
   start(buf_.size());
-  io_.poll();
+  poll();
   EXPECT_FALSE(result_) << "a read completed with nothing to read";
   send("defg");
   auto r = finish();
@@ -109,17 +118,17 @@ TEST_F(RecvOpTest, BytesAfterAReadThatEmptiedTheSocketArrive) {
   EXPECT_EQ(read(buf_.size()), "hij");
 }
 
-// What async_recv is for: a read that came back short of its buffer emptied
-// the socket, so the next read leaves the socket alone until epoll reports
-// it (Asio's async_read_some would try a recv at once, which mostly fails
-// with EAGAIN). Seen from outside: bytes that are already there when the
-// next read starts stay in the kernel until the loop runs.
-TEST_F(RecvOpTest, AfterAShortReadTheNextWaitsForTheKernelsReport) {
+// What async_recv is for: a read that emptied the socket (TCP_INQ counted
+// nothing left) makes the next read leave the socket alone until epoll
+// reports it (Asio's async_read_some would try a recv at once, which mostly
+// fails with EAGAIN). Seen from outside: bytes that are already there when
+// the next read starts stay in the kernel until the loop runs.
+TEST_F(RecvOpTest, AfterAReadThatEmptiedTheSocketTheNextWaitsForEpoll) {
   if (!WARD_RECV_OP) {
     GTEST_SKIP() << "this Boost falls back to async_read_some (proxy/util/recv_op.h)";
   }
   start(buf_.size());  // waiting before the bytes come, as a proxy's reads are
-  io_.poll();
+  poll();
   send("abc");
   auto first = finish();
   ASSERT_TRUE(first && !first->ec);
@@ -133,11 +142,49 @@ TEST_F(RecvOpTest, AfterAShortReadTheNextWaitsForTheKernelsReport) {
   EXPECT_EQ(std::string(buf_.data(), second->n), "xyz");
 }
 
-// A read that fills its buffer says nothing of what is left: the next read
-// is tried at once, as Asio's is.
+// Bytes and the FIN in one edge (a "Connection: close" response, a client
+// that half-closes after its request): the read that takes the bytes must
+// not tell the reactor the socket is empty, or the next read would wait for
+// an edge that never comes instead of reading the end.
+TEST_F(RecvOpTest, BytesAndTheEndInOneReportStillEndTheStream) {
+  start(buf_.size());
+  poll();
+  send("last words");
+  client_.shutdown(tcp::socket::shutdown_send);
+  ASSERT_EQ(unread(10), 10);
+  auto first = finish();
+  ASSERT_TRUE(first && !first->ec);
+  ASSERT_EQ(std::string(buf_.data(), first->n), "last words");
+  start(buf_.size());
+  auto end = finish();
+  ASSERT_TRUE(end) << "the end of the stream was never read";
+  EXPECT_EQ(end->ec, asio::error::eof);
+}
+
+// A socket without TCP_INQ (a kernel before 4.18) reports nothing, and its
+// reads go on as Asio's do: each is tried at once.
+TEST_F(RecvOpTest, WithoutInqEveryReadIsTriedAtOnce) {
+  int zero = 0;
+  ASSERT_EQ(::setsockopt(server_.native_handle(), IPPROTO_TCP, TCP_INQ, &zero, sizeof zero), 0);
+  start(buf_.size());
+  poll();
+  send("abc");
+  auto first = finish();
+  ASSERT_TRUE(first && !first->ec);
+  send("xyz");
+  ASSERT_EQ(unread(3), 3);
+  start(buf_.size());
+  EXPECT_EQ(unread(0), 0) << "the read waited although the kernel said nothing";
+  auto second = finish();
+  ASSERT_TRUE(second && !second->ec);
+  EXPECT_EQ(std::string(buf_.data(), second->n), "xyz");
+}
+
+// A read that fills its buffer leaves bytes queued: the next read is tried
+// at once, as Asio's is.
 TEST_F(RecvOpTest, AfterAFullReadTheNextIsTriedAtOnce) {
   start(4);
-  io_.poll();
+  poll();
   send("0123456789");
   auto first = finish();
   ASSERT_TRUE(first && !first->ec);
@@ -179,7 +226,7 @@ TEST_F(RecvOpTest, TheEndOfTheStreamIsEof) {
 
 TEST_F(RecvOpTest, CancelEndsAPendingRead) {
   start(buf_.size());
-  io_.poll();
+  poll();
   ASSERT_FALSE(result_);
   server_.cancel();
   auto r = finish();
@@ -192,7 +239,7 @@ TEST_F(RecvOpTest, CancelEndsAPendingRead) {
 
 TEST_F(RecvOpTest, CloseEndsAPendingRead) {
   start(buf_.size());
-  io_.poll();
+  poll();
   ASSERT_FALSE(result_);
   server_.close();
   auto r = finish();
@@ -214,6 +261,100 @@ TEST_F(RecvOpTest, AnEmptyBufferCompletesAtOnce) {
   ASSERT_TRUE(r);
   EXPECT_FALSE(r->ec);
   EXPECT_EQ(r->n, 0u);
+}
+
+// async_wait_readable, what TLS connections wait with: it ends when bytes
+// come, at once when they are already there, and with the end of the stream.
+TEST_F(RecvOpTest, AWaitEndsWhenBytesCome) {
+  std::optional<error_code> waited;
+  async_wait_readable(server_, false, [&](const error_code& ec) { waited = ec; });
+  poll();
+  EXPECT_FALSE(waited) << "a wait ended with nothing to read";
+  send("x");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!waited && std::chrono::steady_clock::now() < deadline) {
+    io_.run_for(std::chrono::milliseconds(10));
+    io_.restart();
+  }
+  ASSERT_TRUE(waited);
+  EXPECT_FALSE(*waited);
+  EXPECT_EQ(unread(1), 1) << "a wait must not take bytes";
+}
+
+// Bytes already there, and the reactor not told the socket is empty: the
+// wait checks at its start, and ends at once.
+TEST_F(RecvOpTest, AWaitForBytesAlreadyThereEndsAtOnce) {
+  send("already");
+  ASSERT_EQ(unread(7), 7);
+  poll();  // the edge of those bytes is reported, with no reader
+  std::optional<error_code> waited;
+  async_wait_readable(server_, false, [&](const error_code& ec) { waited = ec; });
+  poll();
+  ASSERT_TRUE(waited) << "the wait missed bytes that were already there";
+  EXPECT_FALSE(*waited);
+}
+
+// The TLS stream's BIO read the socket empty (recv_inq) and tells the
+// reactor: a wait then starts without a check and still ends when the next
+// bytes come; a FIN counts as something to read.
+TEST_F(RecvOpTest, AfterNoteDrainedAWaitEndsWithTheNextBytesOrTheEnd) {
+  start(buf_.size());
+  poll();
+  send("record");
+  ASSERT_TRUE(finish());
+  for (const bool fin : {false, true}) {
+    send(fin ? "last" : "next");
+    ASSERT_EQ(unread(4), 4);
+    poll();  // reported with no reader: the reactor would try a read now
+    char tmp[64];
+    InqRead r = recv_inq(server_.native_handle(), tmp, sizeof tmp);
+    ASSERT_EQ(r.n, 4);
+    ASSERT_TRUE(r.empty);
+    note_drained(server_);
+    std::optional<error_code> waited;
+    async_wait_readable(server_, false, [&](const error_code& ec) { waited = ec; });
+    poll();
+    EXPECT_FALSE(waited) << "a wait ended with nothing to read";
+    if (fin) {
+      client_.shutdown(tcp::socket::shutdown_send);
+    } else {
+      send("more");
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!waited && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(10));
+      io_.restart();
+    }
+    ASSERT_TRUE(waited) << (fin ? "the FIN" : "the bytes") << " never ended the wait";
+    EXPECT_FALSE(*waited);
+    if (!fin) {
+      ASSERT_EQ(recv_inq(server_.native_handle(), tmp, sizeof tmp).n, 4);
+    }
+  }
+}
+
+// recv_inq counts a FIN as something left, and says nothing without TCP_INQ.
+TEST_F(RecvOpTest, RecvInqCountsTheEndAsSomethingLeft) {
+  char tmp[64];
+  send("ab");
+  client_.shutdown(tcp::socket::shutdown_send);
+  ASSERT_EQ(unread(2), 2);
+  InqRead r = recv_inq(server_.native_handle(), tmp, sizeof tmp);
+  EXPECT_EQ(r.n, 2);
+  EXPECT_FALSE(r.empty) << "the FIN is still to be read";
+  r = recv_inq(server_.native_handle(), tmp, sizeof tmp);
+  EXPECT_EQ(r.n, 0);
+}
+
+TEST_F(RecvOpTest, AWaitIsEndedByCancel) {
+  std::optional<error_code> waited;
+  async_wait_readable(server_, true, [&](const error_code& ec) { waited = ec; });
+  poll();
+  ASSERT_FALSE(waited);
+  server_.cancel();
+  poll();
+  ASSERT_TRUE(waited);
+  EXPECT_EQ(*waited, asio::error::operation_aborted);
 }
 
 // A worker's teardown destroys its io_context with reads pending: the
