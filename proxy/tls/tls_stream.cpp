@@ -186,7 +186,7 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, SslPtr ssl)
     failed_ = make_error_code(boost::system::errc::not_enough_memory);
     return;
   }
-  BIO_set_data(bio, &bio_);  // the stream outlives its SSL, which owns the BIO
+  BIO_set_data(bio, &bio_);  // declared before ssl_, so it outlives the BIO
   BIO_set_init(bio, 1);
   SSL_set_bio(ssl_.get(), bio, bio);  // the SSL owns the BIO; the BIO never closes the fd
 }
@@ -299,16 +299,16 @@ asio::awaitable<error_code> TlsStream::wait(int ssl_error) {
     auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_write, kNoThrow);
     co_return ec;
   }
-  // The BIO's read got EAGAIN just now, in this call: the wait needs no
-  // check of its own at the start.
+  // The BIO's last read, in the OpenSSL call that just asked for this
+  // wait, left the socket empty: the wait needs no check of its own.
   const bool drained = std::exchange(bio_.drained, false);
   auto [ec] = co_await util::async_wait_readable(socket_, drained, kNoThrow);
   co_return ec;
 }
 
 void TlsStream::note_drained() {
-  // The BIO's last read came back short, within the OpenSSL call that just
-  // returned: the reactor may skip its next check (util/recv_op.h).
+  // The BIO's last read, within the OpenSSL call that just returned, left
+  // the socket empty: the reactor may skip its next check (util/recv_op.h).
   if (std::exchange(bio_.drained, false)) {
     util::note_drained(socket_);
   }

@@ -171,12 +171,13 @@ class TlsStream {
   void on_established();
 
   boost::asio::ip::tcp::socket& socket_;
+  // Before ssl_: the SSL owns the BIO, whose data points here.
+  BioEnd bio_;  // what the BIO reads and writes
   SslPtr ssl_;
   const util::Deadline* deadline_ = nullptr;
   std::unique_ptr<char[]> staging_;   // record_size_ bytes while allocated
   boost::system::error_code failed_;  // the first fatal error; every later call returns it
   unsigned long openssl_error_ = 0;   // packed ERR code of the last TLS failure
-  BioEnd bio_;                        // what the BIO reads and writes
   size_t record_size_ = SSL3_RT_MAX_PLAIN_LENGTH;  // plaintext bytes per record
   std::optional<HandshakeError> handshake_error_;
   bool truncated_ = false;
