@@ -131,7 +131,7 @@ struct SocketAccess : boost::asio::ip::tcp::socket {
 // What an operation does when the reactor performs it: at its start
 // (speculatively, inside start_op) or when epoll reported the socket.
 enum class Kind : unsigned char {
-  recv,          // reads; a read short of its buffer emptied the socket
+  recv,          // reads; emptied the socket when TCP_INQ says nothing is left
   wait,          // waits for readability; at the start, peeks to see
   wait_drained,  // waits; the caller saw the socket empty just now
   mark,          // tells the reactor the socket is empty; no handler
@@ -139,6 +139,15 @@ enum class Kind : unsigned char {
 
 // kBytes: the handler takes (error_code, size_t), as a read's does; else
 // (error_code), as a wait's does.
+template <bool kBytes, typename Handler>
+void invoke(Handler&& h, const boost::system::error_code& ec, size_t n) {
+  if constexpr (kBytes) {
+    std::forward<Handler>(h)(ec, n);
+  } else {
+    std::forward<Handler>(h)(ec);
+  }
+}
+
 template <typename Handler, bool kBytes>
 class Op : public boost::asio::detail::reactor_op {
  public:
@@ -222,11 +231,7 @@ class Op : public boost::asio::detail::reactor_op {
     std::allocator_traits<Alloc>::destroy(alloc, op);
     std::allocator_traits<Alloc>::deallocate(alloc, op, 1);
     if (owner != nullptr) {
-      if constexpr (kBytes) {
-        std::move(handler)(ec, n);
-      } else {
-        std::move(handler)(ec);
-      }
+      invoke<kBytes>(std::move(handler), ec, n);
     }
   }
 
@@ -253,11 +258,7 @@ void start(Kind kind, boost::asio::ip::tcp::socket& s, boost::asio::mutable_buff
       ec = boost::asio::error::bad_descriptor;
     }
     boost::asio::post(s.get_executor(), [h = H(std::move(handler)), ec]() mutable {
-      if constexpr (kBytes) {
-        std::move(h)(ec, 0);
-      } else {
-        std::move(h)(ec);
-      }
+      invoke<kBytes>(std::move(h), ec, 0);
     });
     return;
   }
@@ -296,8 +297,8 @@ auto async_recv(boost::asio::ip::tcp::socket& s, boost::asio::mutable_buffer b, 
 // Asio makes for every wait. `drained`: the caller has just seen the socket
 // empty (a read that got EAGAIN), with no suspension since; then the start
 // costs nothing. Otherwise it peeks (MSG_PEEK) at the start, unless the
-// reactor already knows the socket is empty (after async_recv's short read
-// or note_drained), when it costs nothing either.
+// reactor already knows the socket is empty (after an async_recv that
+// emptied it, or note_drained), when it costs nothing either.
 template <typename Token>
 auto async_wait_readable(boost::asio::ip::tcp::socket& s, bool drained, Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
