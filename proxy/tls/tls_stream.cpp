@@ -65,6 +65,17 @@ int bio_write(BIO* b, const char* data, int len) {
 int bio_read(BIO* b, char* out, int len) {
   BIO_clear_retry_flags(b);
   BioEnd& end = bio_end(b);
+  if (end.drained) {
+    // A read earlier in this same OpenSSL call emptied the socket (the
+    // stream clears the flag before each call), as when the handshake reads
+    // the ClientHello, writes its flight and reads on for the client's
+    // Finished. A recv(2) now would fail with EAGAIN: say so without it.
+    // Bytes that came since raised an edge, which ends the wait that
+    // follows (TlsStream::wait, told the socket is drained).
+    BIO_set_retry_read(b);
+    errno = EAGAIN;
+    return -1;
+  }
   // With the count of what is left (TCP_INQ): the stream tells the reactor
   // when this read emptied the socket (util/recv_op.h).
   const util::InqRead r = util::recv_inq(end.fd, out, static_cast<size_t>(len));
@@ -99,23 +110,6 @@ long bio_ctrl(BIO* b, int cmd, long /*num*/, void* ptr) {
   }
 }
 
-// Built once, immutable afterwards and only read by BIO_new, so sharing it
-// between worker threads is safe; like OpenSSL's own methods it lives as
-// long as the process.
-const BIO_METHOD* socket_bio_method() {
-  static BIO_METHOD* const method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                 "ward socket");
-    if (m != nullptr) {
-      BIO_meth_set_write(m, bio_write);
-      BIO_meth_set_read(m, bio_read);
-      BIO_meth_set_ctrl(m, bio_ctrl);
-    }
-    return m;
-  }();
-  return method;
-}
-
 bool wants_io(int ssl_error) {
   return ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE;
 }
@@ -145,6 +139,23 @@ class StreamCategory : public boost::system::error_category {
 };
 
 }  // namespace
+
+// Built once, immutable afterwards and only read by BIO_new, so sharing it
+// between worker threads is safe; like OpenSSL's own methods it lives as
+// long as the process.
+const BIO_METHOD* socket_bio_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                 "ward socket");
+    if (m != nullptr) {
+      BIO_meth_set_write(m, bio_write);
+      BIO_meth_set_read(m, bio_read);
+      BIO_meth_set_ctrl(m, bio_ctrl);
+    }
+    return m;
+  }();
+  return method;
+}
 
 const boost::system::error_category& stream_category() {
   static const StreamCategory category;
@@ -430,6 +441,7 @@ asio::awaitable<void> TlsStream::shutdown() {
     co_return;
   }
   ERR_clear_error();
+  bio_.drained = false;  // what the call below finds, nothing older
   // One attempt: 0 (sent; the peer's not read) and 1 (both) are done. Below
   // 0 the socket buffer is full or the connection broke: give up on it.
   if (SSL_shutdown(ssl_.get()) < 0) {
@@ -448,6 +460,7 @@ bool TlsStream::poll_idle() {
     return false;  // unusable, or decrypted application data waiting
   }
   ERR_clear_error();
+  bio_.drained = false;  // what the call below finds, nothing older
   errno = 0;
   char byte = 0;
   size_t n = 0;

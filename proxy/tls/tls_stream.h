@@ -61,11 +61,17 @@ boost::system::error_code make_error_code(StreamError e);
 // The socket end of a stream's BIO (its data pointer): the descriptor, and
 // whether the BIO's last read left the socket empty (EAGAIN, or TCP_INQ's
 // count of 0), which the stream then tells the reactor
-// (util::note_drained, util::async_wait_readable).
+// (util::note_drained, util::async_wait_readable). The stream clears
+// `drained` before each OpenSSL call; while it is set, a read fails with
+// EAGAIN without a recv(2).
 struct BioEnd {
   int fd = -1;
   bool drained = false;
 };
+
+// The BIO method of every TlsStream's socket BIO (its data: a BioEnd).
+// Public for the tests of its read rule.
+const BIO_METHOD* socket_bio_method();
 
 class TlsStream {
  public:

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -19,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/util/recv_op.h"
 #include "tests/unit/tls/tls_test_support.h"
 
 namespace ward::tls {
@@ -752,6 +755,54 @@ TEST_F(TlsStreamTest, PollIdleSeesATcpCloseWithoutCloseNotify) {
   server_.reset();
   server_socket_.close();  // FIN, no close_notify
   EXPECT_FALSE(client_->poll_idle());
+}
+
+// ---------------------------------------------------------------------------
+// The socket BIO
+
+// Waits (2 s at most) until `s` has `want` bytes queued; returns what it has.
+int wait_queued(tcp::socket& s, int want) {
+  int n = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (::ioctl(s.native_handle(), FIONREAD, &n) != 0 || n >= want) {
+      break;
+    }
+    pollfd p{s.native_handle(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+  }
+  return n;
+}
+
+// Within one OpenSSL call, once a read has emptied the socket the next one
+// fails with EAGAIN without a recv(2): the handshake reads the ClientHello,
+// writes its flight and reads on for the Finished that cannot have come yet.
+// What arrived meanwhile stays in the kernel (the stream's wait sees its
+// edge), and the stream's clearing of the flag before its next call reads it.
+TEST_F(TlsStreamTest, SocketBioSkipsTheReadThatWouldFindTheSocketEmpty) {
+  connect();
+  ASSERT_TRUE(util::enable_inq(server_socket_.native_handle()));
+  BioEnd end{server_socket_.native_handle(), false};
+  BIO* bio = BIO_new(socket_bio_method());
+  ASSERT_NE(bio, nullptr);
+  BIO_set_data(bio, &end);
+  BIO_set_init(bio, 1);
+  char buf[16];
+
+  asio::write(client_socket_, asio::buffer("abc", 3));
+  ASSERT_EQ(wait_queued(server_socket_, 3), 3);
+  EXPECT_EQ(BIO_read(bio, buf, sizeof buf), 3);
+  EXPECT_TRUE(end.drained);  // TCP_INQ: nothing left
+
+  asio::write(client_socket_, asio::buffer("de", 2));
+  ASSERT_EQ(wait_queued(server_socket_, 2), 2);
+  EXPECT_EQ(BIO_read(bio, buf, sizeof buf), -1);
+  EXPECT_TRUE(BIO_should_read(bio));
+  EXPECT_EQ(wait_queued(server_socket_, 2), 2);  // not read
+
+  end.drained = false;  // as before the stream's next OpenSSL call
+  EXPECT_EQ(BIO_read(bio, buf, sizeof buf), 2);
+  EXPECT_EQ(std::string(buf, 2), "de");
+  BIO_free(bio);
 }
 
 TEST(StreamErrorTest, CategoryIsTlsAndMessagesAreDistinct) {
