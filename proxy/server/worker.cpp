@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "proxy/server/h1_session.h"
+#include "proxy/util/recv_op.h"
 
 namespace ward::server {
 
@@ -234,6 +235,7 @@ void Worker::adopt(size_t index, int fd, const tcp::endpoint& peer) {
                       listener.info.name, ec.message());
     return;
   }
+  util::note_sole_descriptor(socket);  // the sender released its descriptor to us
   std::make_shared<H1Session>(*this, listener.info, std::move(socket), peer)->start();
 }
 
@@ -265,6 +267,8 @@ asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {
       continue;
     }
     metrics.connections_total.inc(index_, {listener.info.name});
+    // Its own descriptor, never dup()ed: the close needs no epoll_ctl(2).
+    util::note_sole_descriptor(socket);
     if (Worker* to = lighter_peer()) {
       hand_off(*to, listener.index, std::move(socket), peer);
       continue;

@@ -318,6 +318,18 @@ inline void note_drained(boost::asio::ip::tcp::socket& s) {
                             recv_detail::Ignore{});
 }
 
+// Says that `s` holds the only descriptor of its socket (accepted, or
+// handed over whole by another worker), so closing it also takes it out of
+// epoll's set, as the kernel does when a file's last descriptor goes. Asio
+// marks a socket it did not open itself (assign, accept) as possibly
+// dup(2)ed and makes an epoll_ctl(2) to deregister it before closing; after
+// this it leaves that to close(2), as for the sockets it opens. Wrong on a
+// socket whose descriptor was dup()ed: epoll would keep the dup registered.
+inline void note_sole_descriptor(boost::asio::ip::tcp::socket& s) {
+  recv_detail::SocketAccess::implementation(s).state_ &=
+      ~boost::asio::detail::socket_ops::possible_dup;
+}
+
 #else
 
 template <typename Token>
@@ -331,6 +343,8 @@ auto async_wait_readable(boost::asio::ip::tcp::socket& s, bool /*drained*/, Toke
 }
 
 inline void note_drained(boost::asio::ip::tcp::socket&) {}
+
+inline void note_sole_descriptor(boost::asio::ip::tcp::socket&) {}
 
 #endif
 

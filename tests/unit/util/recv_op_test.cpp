@@ -4,12 +4,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -355,6 +361,71 @@ TEST_F(RecvOpTest, AWaitIsEndedByCancel) {
   poll();
   ASSERT_TRUE(waited);
   EXPECT_EQ(*waited, asio::error::operation_aborted);
+}
+
+// Whether an epoll set of this process holds the socket that `fd` named
+// (epoll keys a registration on the descriptor number and the file).
+bool in_an_epoll_set(int fd, ino_t ino) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(entry.path(), ec).string() != "anon_inode:[eventpoll]") {
+      continue;
+    }
+    std::ifstream info("/proc/self/fdinfo/" + entry.path().filename().string());
+    std::string line;
+    while (std::getline(info, line)) {
+      int tfd = -1;
+      unsigned long long inode = 0;
+      const char* ino_at = std::strstr(line.c_str(), "ino:");
+      if (std::sscanf(line.c_str(), "tfd: %d", &tfd) == 1 && ino_at != nullptr &&
+          std::sscanf(ino_at, "ino:%llx", &inode) == 1 && tfd == fd && inode == ino) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+ino_t inode_of(int fd) {
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0);
+  return st.st_ino;
+}
+
+// An accepted socket holds the only descriptor of its socket, and ward says
+// so (note_sole_descriptor): its close then leaves the removal from epoll to
+// close(2) instead of an epoll_ctl(2) first. Made visible with a dup kept
+// open, the one case the mark must never be used for: the registration then
+// outlives the close until the dup goes too. Without the mark Asio removes
+// it at the close.
+TEST_F(RecvOpTest, ASoleDescriptorIsClosedWithoutAnEpollCtl) {
+  if (!WARD_RECV_OP) {
+    GTEST_SKIP() << "Asio's own socket state: Boost 1.81's epoll reactor only";
+  }
+  const int fd = server_.native_handle();
+  const ino_t ino = inode_of(fd);
+  ASSERT_TRUE(in_an_epoll_set(fd, ino));
+  const int dup_fd = ::dup(fd);
+  ASSERT_GE(dup_fd, 0);
+  note_sole_descriptor(server_);
+  server_.close();
+  EXPECT_TRUE(in_an_epoll_set(fd, ino)) << "Asio deregistered it itself";
+  ::close(dup_fd);
+  EXPECT_FALSE(in_an_epoll_set(fd, ino)) << "the last descriptor's close removes it";
+
+  // The same without the mark: Asio's epoll_ctl removes it at the close.
+  tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket client(io_);
+  tcp::socket server(io_);
+  client.connect(acceptor.local_endpoint());
+  acceptor.accept(server);
+  const int fd2 = server.native_handle();
+  const ino_t ino2 = inode_of(fd2);
+  ASSERT_TRUE(in_an_epoll_set(fd2, ino2));
+  const int dup2_fd = ::dup(fd2);
+  server.close();
+  EXPECT_FALSE(in_an_epoll_set(fd2, ino2));
+  ::close(dup2_fd);
 }
 
 // A worker's teardown destroys its io_context with reads pending: the
