@@ -1,5 +1,8 @@
 #include "proxy/upstream/connection_pool.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include "proxy/util/clock.h"
 
 namespace ward::upstream {
@@ -9,16 +12,24 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host, 
   if (it == idle_.end()) {
     return nullptr;
   }
-  auto& stack = it->second;
+  auto& idle = it->second;        // by idle_since, oldest first
   auto now = util::coarse_now();  // idle times are seconds: ms off are nothing
-  while (!stack.empty()) {
-    auto conn = std::move(stack.back());
-    stack.pop_back();
-    auto idle = now - conn->idle_since;
-    if (idle >= kMaxIdle) {
-      continue;
+  while (!idle.empty() && now - idle.front()->idle_since >= kMaxIdle) {
+    idle.pop_front();
+  }
+  while (!idle.empty()) {
+    // The coldest of those that rested less than kSpreadIdle: a busy pool
+    // goes round all its connections. None so fresh: the warmest, and the
+    // others age out.
+    auto fresh = std::partition_point(idle.begin(), idle.end(), [&](const auto& c) {
+      return now - c->idle_since >= kSpreadIdle;
+    });
+    if (fresh == idle.end()) {
+      fresh = std::prev(idle.end());
     }
-    if ((replayable && idle < kTrustIdle) || conn->still_idle()) {
+    std::unique_ptr<UpstreamConnection> conn = std::move(*fresh);
+    idle.erase(fresh);
+    if ((replayable && now - conn->idle_since < kTrustIdle) || conn->still_idle()) {
       return conn;
     }
   }
@@ -36,13 +47,13 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, uint32_t keep
   if (conn->tls_stream) {
     conn->tls_stream->release_buffers();  // an idle TLS connection holds no record buffers
   }
-  auto& stack = idle_[conn->host];
-  if (stack.size() >= keepalive) {
-    stack.erase(stack.begin());  // drop the coldest
+  auto& idle = idle_[conn->host];
+  if (idle.size() >= keepalive) {
+    idle.pop_front();  // drop the coldest
   }
   conn->idle_since = util::coarse_now();
   conn->deadline.clear();
-  stack.push_back(std::move(conn));
+  idle.push_back(std::move(conn));
 }
 
 SSL_SESSION* ConnectionPool::session(const HostStats* host,

@@ -1,0 +1,148 @@
+// ConnectionPool's choice of idle connection, on real loopback connections
+// (the pool peeks at a connection that rested kTrustIdle or more). What a
+// user relies on: a busy pool spreads requests over all its connections,
+// and so over the server's threads or processes that hold them; a quiet one
+// keeps reusing its warmest and lets the rest age out; nothing past kMaxIdle
+// or closed by the server is handed out.
+
+#include "proxy/upstream/connection_pool.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "proxy/util/clock.h"
+
+namespace ward::upstream {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+class ConnectionPoolTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kKeepalive = 8;
+
+  // A connected upstream connection to host_, pooled; its server end is
+  // kept in servers_. Returns it for identity checks (the pool owns it).
+  UpstreamConnection* pool_one(uint32_t keepalive = kKeepalive) {
+    auto conn = std::make_unique<UpstreamConnection>(io_.get_executor(), 4096);
+    conn->socket.connect(acceptor_.local_endpoint());
+    servers_.emplace_back(io_);
+    acceptor_.accept(servers_.back());
+    conn->host = &host_;
+    UpstreamConnection* raw = conn.get();
+    pool_.put(std::move(conn), keepalive);
+    return raw;
+  }
+
+  // As if `c` had gone back to the pool `ago` before now.
+  static void rested(UpstreamConnection* c, std::chrono::milliseconds ago) {
+    c->idle_since = util::coarse_now() - ago;
+  }
+
+  // Takes one connection for a request that can be replayed and hands it
+  // back at once, as a request that completed does; returns which it was.
+  UpstreamConnection* use_one() {
+    auto conn = pool_.take(&host_, true);
+    UpstreamConnection* raw = conn.get();
+    if (conn) {
+      pool_.put(std::move(conn), kKeepalive);
+    }
+    return raw;
+  }
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
+  std::vector<tcp::socket> servers_;
+  HostStats host_;
+  ConnectionPool pool_;
+};
+
+TEST_F(ConnectionPoolTest, ABusyPoolGoesRoundAllItsConnections) {
+  UpstreamConnection* a = pool_one();
+  UpstreamConnection* b = pool_one();
+  UpstreamConnection* c = pool_one();
+  // Each one back in the pool goes behind the others (LIFO would hand out
+  // `a` every time and leave `b` and `c` idle).
+  EXPECT_EQ(use_one(), a);
+  EXPECT_EQ(use_one(), b);
+  EXPECT_EQ(use_one(), c);
+  EXPECT_EQ(use_one(), a);
+  EXPECT_EQ(pool_.idle_count(), 3u);
+}
+
+TEST_F(ConnectionPoolTest, AQuietPoolReusesItsWarmestAndTheRestAgeOut) {
+  UpstreamConnection* a = pool_one();
+  UpstreamConnection* b = pool_one();
+  UpstreamConnection* c = pool_one();
+  rested(a, 20s);
+  rested(b, 10s);
+  rested(c, 5s);
+  // None rested less than kSpreadIdle: the warmest, after its peek (it
+  // rested more than kTrustIdle), again and again.
+  auto conn = pool_.take(&host_, false);
+  EXPECT_EQ(conn.get(), c);
+  pool_.put(std::move(conn), kKeepalive);
+  EXPECT_EQ(use_one(), c);
+  EXPECT_EQ(use_one(), c);
+  // The others, left alone, pass kMaxIdle and are closed.
+  rested(a, ConnectionPool::kMaxIdle + 1s);
+  rested(b, ConnectionPool::kMaxIdle + 1s);
+  EXPECT_EQ(use_one(), c);
+  EXPECT_EQ(pool_.idle_count(), 1u);
+}
+
+TEST_F(ConnectionPoolTest, TheColdestFreshConnectionComesBeforeOlderOnes) {
+  UpstreamConnection* old = pool_one();
+  UpstreamConnection* b = pool_one();
+  UpstreamConnection* c = pool_one();
+  rested(old, 5s);  // from before a quiet spell
+  auto first = pool_.take(&host_, true);
+  auto second = pool_.take(&host_, true);
+  auto third = pool_.take(&host_, true);
+  EXPECT_EQ(first.get(), b);
+  EXPECT_EQ(second.get(), c);
+  EXPECT_EQ(third.get(), old);  // no fresh one left: the warmest there is
+  EXPECT_FALSE(pool_.take(&host_, true));
+}
+
+TEST_F(ConnectionPoolTest, AConnectionTheServerClosedIsDroppedNotHandedOut) {
+  UpstreamConnection* a = pool_one();
+  UpstreamConnection* b = pool_one();
+  rested(a, 10s);
+  rested(b, 5s);
+  servers_[1].close();  // b's server end: a FIN waits on b
+  pollfd readable{b->socket.native_handle(), POLLIN, 0};
+  ASSERT_EQ(::poll(&readable, 1, 2000), 1) << "the FIN did not arrive";
+  // b is the warmest; its peek sees the FIN, so the next is tried.
+  auto conn = pool_.take(&host_, false);
+  EXPECT_EQ(conn.get(), a);
+  EXPECT_EQ(pool_.idle_count(), 0u);
+}
+
+TEST_F(ConnectionPoolTest, AFullPoolDropsItsColdestConnection) {
+  pool_one(2);
+  UpstreamConnection* b = pool_one(2);
+  UpstreamConnection* c = pool_one(2);
+  EXPECT_EQ(pool_.idle_count(), 2u);
+  auto first = pool_.take(&host_, true);
+  auto second = pool_.take(&host_, true);
+  EXPECT_EQ(first.get(), b);
+  EXPECT_EQ(second.get(), c);
+}
+
+TEST_F(ConnectionPoolTest, KeepaliveZeroPoolsNothing) {
+  pool_one(0);
+  EXPECT_EQ(pool_.idle_count(), 0u);
+  EXPECT_FALSE(pool_.take(&host_, true));
+}
+
+}  // namespace
+}  // namespace ward::upstream
