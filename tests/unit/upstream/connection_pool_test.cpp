@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
@@ -42,6 +43,9 @@ class ConnectionPoolTest : public ::testing::Test {
     return raw;
   }
 
+  // Three of them, pooled in this order (the first is the coldest).
+  std::array<UpstreamConnection*, 3> pool_three() { return {pool_one(), pool_one(), pool_one()}; }
+
   // As if `c` had gone back to the pool `ago` before now.
   static void rested(UpstreamConnection* c, std::chrono::milliseconds ago) {
     c->idle_since = util::coarse_now() - ago;
@@ -66,9 +70,7 @@ class ConnectionPoolTest : public ::testing::Test {
 };
 
 TEST_F(ConnectionPoolTest, ABusyPoolGoesRoundAllItsConnections) {
-  UpstreamConnection* a = pool_one();
-  UpstreamConnection* b = pool_one();
-  UpstreamConnection* c = pool_one();
+  auto [a, b, c] = pool_three();
   // Each one back in the pool goes behind the others (LIFO would hand out
   // `a` every time and leave `b` and `c` idle).
   EXPECT_EQ(use_one(), a);
@@ -79,9 +81,7 @@ TEST_F(ConnectionPoolTest, ABusyPoolGoesRoundAllItsConnections) {
 }
 
 TEST_F(ConnectionPoolTest, AQuietPoolReusesItsWarmestAndTheRestAgeOut) {
-  UpstreamConnection* a = pool_one();
-  UpstreamConnection* b = pool_one();
-  UpstreamConnection* c = pool_one();
+  auto [a, b, c] = pool_three();
   rested(a, 20s);
   rested(b, 10s);
   rested(c, 5s);
@@ -100,9 +100,7 @@ TEST_F(ConnectionPoolTest, AQuietPoolReusesItsWarmestAndTheRestAgeOut) {
 }
 
 TEST_F(ConnectionPoolTest, TheColdestFreshConnectionComesBeforeOlderOnes) {
-  UpstreamConnection* old = pool_one();
-  UpstreamConnection* b = pool_one();
-  UpstreamConnection* c = pool_one();
+  auto [old, b, c] = pool_three();
   rested(old, 5s);  // from before a quiet spell
   auto first = pool_.take(&host_, true);
   auto second = pool_.take(&host_, true);
