@@ -229,8 +229,7 @@ asio::awaitable<error_code> TlsStream::handshake() {
     if (ec) {
       co_return ec;
     }
-    ERR_clear_error();
-    bio_.drained = false;  // what the call below finds, nothing older
+    begin_call();
     int ret = SSL_do_handshake(ssl_.get());
     if (ret == 1) {
       note_drained();
@@ -276,8 +275,7 @@ asio::awaitable<TlsStream::IoResult> TlsStream::read_some(asio::mutable_buffer b
     if (ec) {
       co_return IoResult{ec, 0};
     }
-    ERR_clear_error();
-    bio_.drained = false;  // what the call below finds, nothing older
+    begin_call();
     errno = 0;
     size_t n = 0;
     int ret = SSL_read_ex(ssl_.get(), b.data(), b.size(), &n);
@@ -317,6 +315,11 @@ asio::awaitable<error_code> TlsStream::wait(int ssl_error) {
   co_return ec;
 }
 
+void TlsStream::begin_call() {
+  ERR_clear_error();
+  bio_.drained = false;
+}
+
 void TlsStream::note_drained() {
   // The BIO's last read, within the OpenSSL call that just returned, left
   // the socket empty: the reactor may skip its next check (util/recv_op.h).
@@ -334,8 +337,7 @@ asio::awaitable<error_code> TlsStream::write_all(const char* data, size_t size) 
     if ((SSL_get_shutdown(ssl_.get()) & SSL_SENT_SHUTDOWN) != 0) {
       co_return asio::error::shut_down;
     }
-    ERR_clear_error();
-    bio_.drained = false;  // what the call below finds, nothing older
+    begin_call();
     errno = 0;
     size_t n = 0;
     // Without partial writes, success means all of `size` is sent; after
@@ -440,8 +442,7 @@ asio::awaitable<void> TlsStream::shutdown() {
     end_without_close_notify(ssl_.get());
     co_return;
   }
-  ERR_clear_error();
-  bio_.drained = false;  // what the call below finds, nothing older
+  begin_call();
   // One attempt: 0 (sent; the peer's not read) and 1 (both) are done. Below
   // 0 the socket buffer is full or the connection broke: give up on it.
   if (SSL_shutdown(ssl_.get()) < 0) {
@@ -459,8 +460,7 @@ bool TlsStream::poll_idle() {
   if (check_usable() || SSL_pending(ssl_.get()) > 0) {
     return false;  // unusable, or decrypted application data waiting
   }
-  ERR_clear_error();
-  bio_.drained = false;  // what the call below finds, nothing older
+  begin_call();
   errno = 0;
   char byte = 0;
   size_t n = 0;

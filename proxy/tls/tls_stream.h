@@ -164,6 +164,10 @@ class TlsStream {
   boost::system::error_code check_usable();
   // Waits for the readiness `ssl_error` (WANT_READ / WANT_WRITE) asks for.
   boost::asio::awaitable<boost::system::error_code> wait(int ssl_error);
+  // Before each OpenSSL call on the stream: an empty error queue (this
+  // thread's; SSL_get_error reads it) and a BIO that has read nothing yet
+  // in this call (BioEnd::drained).
+  void begin_call();
   // After an OpenSSL call that succeeded: when the BIO's last read emptied
   // the socket, the reactor is told (util::note_drained).
   void note_drained();
