@@ -29,14 +29,17 @@
 // request), and a read that waited for another edge after taking the bytes
 // would never see the end. Without TCP_INQ (an old kernel, or a socket that
 // lacks it) nothing is reported and the reactor behaves as Asio's does.
-// One case the count misses: a reset that arrived in the same edge as the
-// last bytes reads as 0 queued, so the next read of that socket waits for
-// its deadline instead of failing at once; a write to it fails at once.
+// One thing the count misses is a reset: bytes and a reset that came in one
+// edge read as nothing left, and the next read would wait for an edge that
+// never comes. So after an edge that said "hung up" (EPOLLHUP: a reset, or
+// both directions closed), which Asio keeps in the socket's reactor entry,
+// a read is never reported as emptying the socket: the next one is tried at
+// once and finds the reset (reads of a hung-up socket never block).
 //
 // TLS reads are OpenSSL's own (a socket BIO, which reads with recv_inq()),
 // so for them there is a wait and a note. async_wait_readable() waits as
 // async_wait(wait_read) does, without the epoll_ctl: it is queued like a
-// read, and at its start it checks the socket (MSG_PEEK) only while the
+// read, and at its start it checks the socket (poll(2)) only while the
 // reactor does not know it to be empty. note_drained() tells the reactor
 // that a read of the caller's own left the socket empty just now, as
 // async_recv's operation would have.
@@ -48,6 +51,8 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -132,7 +137,7 @@ struct SocketAccess : boost::asio::ip::tcp::socket {
 // (speculatively, inside start_op) or when epoll reported the socket.
 enum class Kind : unsigned char {
   recv,          // reads; emptied the socket when TCP_INQ says nothing is left
-  wait,          // waits for readability; at the start, peeks to see
+  wait,          // waits for readability; at the start, checks (poll) first
   wait_drained,  // waits; the caller saw the socket empty just now
   mark,          // tells the reactor the socket is empty; no handler
 };
@@ -148,16 +153,32 @@ void invoke(Handler&& h, const boost::system::error_code& ec, size_t n) {
   }
 }
 
+// What epoll reported last for a socket: Asio keeps the events in the
+// socket's reactor entry, in a protected field of its base, which is a
+// private base; a C-style cast is the one conversion the language allows to
+// an inaccessible base. The entry is recycled for later sockets without
+// clearing the field, so a new socket may show its predecessor's last
+// report until its own first one: a "hung up" seen here is a hint to be
+// checked, never to be acted on blindly.
+struct ReportAccess : boost::asio::detail::scheduler_operation {
+  using Entry = boost::asio::detail::reactor::per_descriptor_data;
+  static bool hung_up(Entry e) {
+    const auto* base = (const boost::asio::detail::scheduler_operation*)e;
+    return (base->*(&ReportAccess::task_result_) & EPOLLHUP) != 0;
+  }
+};
+
 template <typename Handler, bool kBytes>
 class Op : public boost::asio::detail::reactor_op {
  public:
   using Alloc = typename std::allocator_traits<boost::asio::associated_allocator_t<
       Handler, boost::asio::recycling_allocator<void>>>::template rebind_alloc<Op>;
 
-  Op(Kind kind, int fd, boost::asio::mutable_buffer b, Handler&& h)
+  Op(Kind kind, int fd, ReportAccess::Entry entry, boost::asio::mutable_buffer b, Handler&& h)
       : reactor_op(boost::system::error_code(), &perform, &complete),
         kind_(kind),
         fd_(fd),
+        entry_(entry),
         buffer_(b),
         handler_(std::move(h)) {}
 
@@ -176,15 +197,20 @@ class Op : public boost::asio::detail::reactor_op {
       case Kind::recv:
         return op->receive();
       case Kind::wait:
-        return op->starting_ ? op->peek() : done;
+        return op->starting_ ? op->readable_now() : done;
       case Kind::wait_drained:
         // Nothing to check: whatever came since the caller saw the socket
-        // empty raised an edge that epoll has not reported yet.
-        return op->starting_ ? not_done : done;
+        // empty raised an edge that epoll has not reported yet. Unless the
+        // edge that hung up came with the bytes the caller took: then it
+        // was reported already, and a check finds the reset.
+        if (!op->starting_) {
+          return done;
+        }
+        return op->hung_up() ? op->readable_now() : not_done;
       case Kind::mark:
         // At the start, with no read ahead of it: the reactor then tries no
         // read before the next edge. Queued behind one, it just completes.
-        return op->starting_ ? done_and_exhausted : done;
+        return op->starting_ && !op->hung_up() ? done_and_exhausted : done;
     }
     return done;
   }
@@ -195,7 +221,7 @@ class Op : public boost::asio::detail::reactor_op {
       const ssize_t n = r.n;
       if (n > 0) {
         bytes_transferred_ = static_cast<size_t>(n);
-        return r.empty ? done_and_exhausted : done;
+        return r.empty && !hung_up() ? done_and_exhausted : done;
       }
       if (n == 0) {
         ec_ = boost::asio::error::eof;
@@ -213,12 +239,15 @@ class Op : public boost::asio::detail::reactor_op {
   }
 
   // Readable now? Bytes, the end and an error all are: the caller's read
-  // finds out which.
-  status peek() const {
-    char byte;
-    ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? not_done : done;
+  // finds out which. poll(2), not recv(MSG_PEEK): a peek would take the
+  // socket's pending error (a reset), and the read would then see a plain
+  // end of stream instead.
+  status readable_now() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0 ? not_done : done;
   }
+
+  bool hung_up() const { return ReportAccess::hung_up(entry_); }
 
   // owner null: the io_context is being destroyed; the handler goes unrun.
   static void complete(void* owner, boost::asio::detail::operation* base,
@@ -238,6 +267,7 @@ class Op : public boost::asio::detail::reactor_op {
   Kind kind_;
   bool starting_ = true;
   int fd_;
+  ReportAccess::Entry entry_;
   boost::asio::mutable_buffer buffer_;
   Handler handler_;
 };
@@ -265,8 +295,8 @@ void start(Kind kind, boost::asio::ip::tcp::socket& s, boost::asio::mutable_buff
   using O = Op<H, kBytes>;
   auto alloc = O::allocator(handler);
   O* op = std::allocator_traits<typename O::Alloc>::allocate(alloc, 1);
-  std::allocator_traits<typename O::Alloc>::construct(alloc, op, kind, impl.socket_, b,
-                                                      H(std::move(handler)));
+  std::allocator_traits<typename O::Alloc>::construct(alloc, op, kind, impl.socket_,
+                                                      impl.reactor_data_, b, H(std::move(handler)));
   auto& context = boost::asio::query(s.get_executor(), boost::asio::execution::context);
   boost::asio::use_service<detail::reactor>(context).start_op(
       detail::reactor::read_op, impl.socket_, impl.reactor_data_, op, false, true);
@@ -296,7 +326,7 @@ auto async_recv(boost::asio::ip::tcp::socket& s, boost::asio::mutable_buffer b, 
 // s.async_wait(wait_read, token) does, but without the epoll_ctl(2) that
 // Asio makes for every wait. `drained`: the caller has just seen the socket
 // empty (a read that got EAGAIN), with no suspension since; then the start
-// costs nothing. Otherwise it peeks (MSG_PEEK) at the start, unless the
+// costs nothing. Otherwise it checks (poll(2)) at the start, unless the
 // reactor already knows the socket is empty (after an async_recv that
 // emptied it, or note_drained), when it costs nothing either.
 template <typename Token>

@@ -270,6 +270,30 @@ TEST_F(TlsStreamTest, PeerClosingMidHandshakeIsClassifiedClosed) {
   EXPECT_EQ(server_->handshake_error(), HandshakeError::closed);
 }
 
+// Part of a ClientHello and a reset in one edge, while the handshake waits:
+// the BIO reads the part, which empties the socket (TCP_INQ counts no
+// reset), and OpenSSL asks for the rest. The wait for it must end with the
+// reset at once, not hang on an edge that was already reported.
+TEST_F(TlsStreamTest, PeerResetAfterPartOfTheHelloEndsTheHandshakeAtOnce) {
+  tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  ASSERT_TRUE(util::enable_inq(acceptor.native_handle()));  // as ward's listeners
+  client_socket_.connect(acceptor.local_endpoint());
+  acceptor.accept(server_socket_);
+  server_ = std::make_unique<TlsStream>(server_socket_, contexts_->new_ssl());
+  error_code ec = asio::error::would_block;
+  spawn([&]() -> asio::awaitable<void> { ec = co_await server_->handshake(); });
+  run_until_blocked();  // waiting for the ClientHello
+  ASSERT_EQ(ec, asio::error::would_block);
+  asio::write(client_socket_, asio::buffer(std::string("\x16\x03\x01\x00\x40\x01\x00", 7)));
+  client_socket_.set_option(asio::socket_base::linger(true, 0));
+  client_socket_.close();  // RST
+  io_.restart();
+  io_.run_for(5s);
+  ASSERT_TRUE(io_.stopped()) << "the handshake still waits 5 s after the reset";
+  EXPECT_EQ(ec, StreamError::handshake_failed);
+  EXPECT_EQ(server_->handshake_error(), HandshakeError::closed);
+}
+
 TEST_F(TlsStreamTest, CancelDuringHandshakeCompletesAbortedWithoutAReason) {
   connect();
   server_ = std::make_unique<TlsStream>(server_socket_, contexts_->new_ssl());
@@ -600,6 +624,29 @@ TEST_F(TlsStreamTest, PeerResetIsAConnectionResetThatFailsTheStream) {
   spawn([&]() -> asio::awaitable<void> { w = co_await server_->write(asio::buffer("x", 1)); });
   run();
   EXPECT_EQ(std::get<0>(w), asio::error::connection_reset);
+}
+
+// Part of a record and a reset in one edge, while a read waits: the read
+// must end at once, as a reset (not a truncated end: the check that ends
+// the wait must leave the socket's error for the read).
+TEST_F(TlsStreamTest, PeerResetAfterPartOfARecordIsAConnectionReset) {
+  establish();
+  ASSERT_TRUE(util::enable_inq(server_socket_.native_handle()));  // as ward's sockets
+  TlsStream::IoResult result{asio::error::would_block, 0};
+  std::vector<char> buf(1024);
+  spawn(
+      [&]() -> asio::awaitable<void> { result = co_await server_->read_some(asio::buffer(buf)); });
+  run_until_blocked();
+  ASSERT_EQ(std::get<0>(result), asio::error::would_block);
+  client_.reset();
+  asio::write(client_socket_, asio::buffer(std::string("\x17\x03\x03\x00\x40\x00\x00", 7)));
+  client_socket_.set_option(asio::socket_base::linger(true, 0));
+  client_socket_.close();  // RST
+  io_.restart();
+  io_.run_for(5s);
+  ASSERT_TRUE(io_.stopped()) << "the read still waits 5 s after the reset";
+  EXPECT_EQ(std::get<0>(result), asio::error::connection_reset);
+  EXPECT_FALSE(server_->truncated());
 }
 
 TEST_F(TlsStreamTest, WritingToAResetPeerIsAnError) {

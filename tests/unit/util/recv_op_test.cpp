@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,11 +61,7 @@ class RecvOpTest : public ::testing::Test {
   }
   // Runs the loop until the read completes, for at most 5 s.
   std::optional<Result> finish() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!result_ && std::chrono::steady_clock::now() < deadline) {
-      io_.run_for(std::chrono::milliseconds(10));
-      io_.restart();
-    }
+    wait_for([this] { return result_.has_value(); });
     return result_;
   }
   std::string read(size_t size) {
@@ -104,6 +101,36 @@ class RecvOpTest : public ::testing::Test {
       EXPECT_EQ(std::string(buf_.data(), second->n), "xyz");
     }
     return n;
+  }
+  // The client aborts (SO_LINGER 0: a reset, not a FIN); returns once the
+  // server's socket has taken it (bounded by 5 s), without reading it.
+  void reset_client() {
+    client_.set_option(asio::socket_base::linger(true, 0));
+    client_.close();
+    pollfd p{server_.native_handle(), POLLIN, 0};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    do {
+      ::poll(&p, 1, 10);
+    } while ((p.revents & POLLERR) == 0 && std::chrono::steady_clock::now() < deadline);
+    ASSERT_TRUE(p.revents & POLLERR) << "the reset never reached the server's socket";
+  }
+  // A new connection in place of the reset one.
+  void reconnect() {
+    tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    ASSERT_TRUE(enable_inq(acceptor.native_handle()));
+    server_.close();
+    client_ = tcp::socket(io_);
+    client_.connect(acceptor.local_endpoint());
+    acceptor.accept(server_);
+  }
+  // Runs the loop until done() (for at most 5 s).
+  template <typename Done>
+  void wait_for(Done done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(10));
+      io_.restart();
+    }
   }
   // Bytes the kernel holds for the server socket, once `want` are there
   // (loopback delivers at once; bounded by 5 s all the same).
@@ -231,6 +258,60 @@ TEST_F(RecvOpTest, TheEndOfTheStreamIsEof) {
   EXPECT_EQ(r->n, 0u);
 }
 
+// Bytes and a reset in one edge (a peer that writes and aborts, or a
+// server that closes with a request unread): TCP_INQ counts nothing left
+// after the bytes, a reset not being something to read. The next read must
+// still fail at once with the reset, not wait for an edge that came already.
+TEST_F(RecvOpTest, BytesAndAResetInOneReportStillFailTheNextRead) {
+  start(buf_.size());
+  poll();
+  send("partial");
+  reset_client();
+  auto first = finish();
+  ASSERT_TRUE(first && !first->ec);
+  ASSERT_EQ(std::string(buf_.data(), first->n), "partial");
+  start(buf_.size());
+  auto next = finish();
+  ASSERT_TRUE(next) << "the reset was never read: the read waited for another edge";
+  EXPECT_EQ(next->ec, asio::error::connection_reset);
+}
+
+// The same for the TLS stream's reads: a wait ends the BIO's read of the
+// bytes that came with the reset, and the reads that follow are told the
+// socket is empty (note_drained, or a wait that says so); they must still
+// end, so the stream sees the reset.
+TEST_F(RecvOpTest, AfterBytesAndAResetInOneReportTheNextWaitEnds) {
+  for (const bool noted : {false, true}) {
+    SCOPED_TRACE(noted ? "note_drained, then a wait" : "a wait told the socket is drained");
+    if (noted) {
+      reconnect();
+    }
+    std::optional<error_code> waited;
+    async_wait_readable(server_, true, [&](const error_code& ec) { waited = ec; });
+    poll();
+    ASSERT_FALSE(waited);
+    send("partial");
+    reset_client();
+    wait_for([&] { return waited.has_value(); });
+    ASSERT_TRUE(waited);
+    char tmp[64];
+    InqRead r = recv_inq(server_.native_handle(), tmp, sizeof tmp);
+    ASSERT_EQ(r.n, 7);
+    ASSERT_TRUE(r.empty);
+    waited.reset();
+    if (noted) {
+      note_drained(server_);
+    }
+    async_wait_readable(server_, !noted, [&](const error_code& ec) { waited = ec; });
+    wait_for([&] { return waited.has_value(); });
+    ASSERT_TRUE(waited) << "the wait never ended: the reset came in the edge already reported";
+    EXPECT_FALSE(*waited);
+    r = recv_inq(server_.native_handle(), tmp, sizeof tmp);
+    EXPECT_EQ(r.n, -1);
+    EXPECT_EQ(errno, ECONNRESET);
+  }
+}
+
 // cancel() (a deadline) ends a pending read, and the socket still reads
 // afterwards; close() ends one too.
 TEST_F(RecvOpTest, CancelAndCloseEndAPendingRead) {
@@ -326,11 +407,7 @@ TEST_F(RecvOpTest, AfterNoteDrainedAWaitEndsWithTheNextBytesOrTheEnd) {
     } else {
       send("more");
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!waited && std::chrono::steady_clock::now() < deadline) {
-      io_.run_for(std::chrono::milliseconds(10));
-      io_.restart();
-    }
+    wait_for([&] { return waited.has_value(); });
     ASSERT_TRUE(waited) << (fin ? "the FIN" : "the bytes") << " never ended the wait";
     EXPECT_FALSE(*waited);
     if (!fin) {
