@@ -2,11 +2,12 @@
 
 import collections
 import socket
+import struct
 import threading
 
 import pytest
 
-from harness import base_config, free_port, wait_for
+from harness import Conn, base_config, free_port, slack, wait_for
 
 
 def names(ward, n, path="/"):
@@ -123,7 +124,11 @@ class ClosingUpstream:
     the connections it accepted and the requests it answered; `closed` is set
     each time it has closed one."""
 
-    def __init__(self):
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, answer=OK, reset=False):
+        self.answer = answer
+        self.reset = reset  # close with a reset (SO_LINGER 0), not a FIN
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -167,7 +172,10 @@ class ClosingUpstream:
                         # Counted before the send: the client may read the
                         # answer and check the count before this thread runs on.
                         self.answered += 1
-                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        conn.sendall(self.answer)
+                        if self.reset:
+                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                            struct.pack("ii", 1, 0))
                 except OSError:
                     pass
             self.closed.set()
@@ -223,3 +231,31 @@ def test_request_with_body_never_goes_out_on_a_connection_the_server_closed(
     m = ward.metrics()
     assert m.value("ward_upstream_connections_created_total", upstream="app") == 5
     assert (m.value("ward_upstream_connections_reused_total", upstream="app") or 0) == 0
+
+
+def test_a_response_cut_short_by_an_upstream_reset_ends_at_once(group):
+    # A response delimited by the close, whose server resets the connection
+    # right after its last bytes (a crash, or a close with a request unread):
+    # the bytes and the reset often reach ward in one report from the kernel,
+    # which then says nothing is left to read. ward must pass the bytes on
+    # and end the client's response as failed at once, not wait body_timeout
+    # for bytes that cannot come.
+    up = ClosingUpstream(answer=b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial",
+                         reset=True)
+    try:
+        ward = group.ward(base_config({"app": {"servers": [up.address], "retries": 0}},
+                                      limits={"body_timeout": "60s"}))
+        for i in range(10):
+            with Conn(ward.port, timeout=slack(5)) as c:
+                c.send(f"GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                head = c.read_head()
+                assert head.status == 200, (i, head)
+                assert head.header("Transfer-Encoding") == "chunked", head
+                # The bytes that came, then the end of the connection without
+                # the last chunk: the client can tell the body is cut short.
+                rest = c.read_until_close(slack(5))
+                assert rest.startswith(b"7\r\npartial\r\n"), (i, rest)
+                assert b"0\r\n\r\n" not in rest, (i, rest)
+        assert up.answered == 10
+    finally:
+        up.close()
