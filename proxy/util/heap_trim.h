@@ -16,7 +16,8 @@ namespace ward::util {
 // never while connections pour in, and never on a steady keep-alive load.
 //
 // Pure logic, fed by a timer: tick() gets the running count of connections
-// opened and closed, and says whether to trim now.
+// opened and closed, and says whether to trim now; idle() whether the next
+// tick may come later.
 class TrimPolicy {
  public:
   struct Params {
@@ -29,6 +30,7 @@ class TrimPolicy {
   bool tick(uint64_t churn_total) {
     uint64_t in_tick = churn_total - last_total_;
     last_total_ = churn_total;
+    idle_ = in_tick == 0;
     if (churn_total - at_last_trim_ < p_.min_churn || in_tick >= p_.quiet_below) {
       return false;
     }
@@ -36,10 +38,17 @@ class TrimPolicy {
     return true;
   }
 
+  // The last tick saw no churn at all: whatever trim was due has been made,
+  // and none can be due before connections come and go again, so the timer
+  // may wait longer for the next tick. The tick after it sees any new burst
+  // (as busy, or as over when it was short), and the trim follows as before.
+  bool idle() const { return idle_; }
+
  private:
   Params p_;
   uint64_t last_total_ = 0;
   uint64_t at_last_trim_ = 0;
+  bool idle_ = true;
 };
 
 // malloc_trim(0): every arena's free pages back to the kernel. True if any

@@ -48,6 +48,26 @@ TEST(TrimPolicy, SteadyChurnNeverQuietNeverTrims) {
   }
 }
 
+// Idle: no churn in the last tick, so no trim can come due before the next
+// churn. Any churn ends it, and a burst after an idle spell still trims once
+// it is over.
+TEST(TrimPolicy, IdleAfterATickWithoutChurn) {
+  TrimPolicy p = small();
+  EXPECT_TRUE(p.idle());  // nothing yet
+  EXPECT_FALSE(p.tick(0));
+  EXPECT_TRUE(p.idle());
+  EXPECT_FALSE(p.tick(1));  // one connection opened
+  EXPECT_FALSE(p.idle());
+  EXPECT_FALSE(p.tick(1));
+  EXPECT_TRUE(p.idle());
+  EXPECT_FALSE(p.tick(500));  // a burst, seen by the next (longer) tick
+  EXPECT_FALSE(p.idle());
+  EXPECT_TRUE(p.tick(500));  // over: trim, and idle again
+  EXPECT_TRUE(p.idle());
+  EXPECT_FALSE(p.tick(503));  // a trickle under quiet_below: quiet but not idle
+  EXPECT_FALSE(p.idle());
+}
+
 TEST(ReleaseFreeHeap, ReturnsFreedPagesAfterABurst) {
   // 16 KiB blocks (heap, not mmap), then free every other one: the freed
   // runs lie between live blocks, where glibc's own top-of-heap trimming
