@@ -197,6 +197,17 @@ class TlsStreamTest : public ::testing::Test {
     return result;
   }
 
+  // Writes `bytes` raw on the client's socket and resets it (SO_LINGER 0),
+  // then runs the loop for at most 5 s: true when nothing is left waiting.
+  bool reset_after(const std::string& bytes) {
+    asio::write(client_socket_, asio::buffer(bytes));
+    client_socket_.set_option(asio::socket_base::linger(true, 0));
+    client_socket_.close();
+    io_.restart();
+    io_.run_for(5s);
+    return io_.stopped();
+  }
+
   void shutdown(TlsStream& s) {
     spawn([&]() -> asio::awaitable<void> { co_await s.shutdown(); });
     run();
@@ -284,12 +295,8 @@ TEST_F(TlsStreamTest, PeerResetAfterPartOfTheHelloEndsTheHandshakeAtOnce) {
   spawn([&]() -> asio::awaitable<void> { ec = co_await server_->handshake(); });
   run_until_blocked();  // waiting for the ClientHello
   ASSERT_EQ(ec, asio::error::would_block);
-  asio::write(client_socket_, asio::buffer(std::string("\x16\x03\x01\x00\x40\x01\x00", 7)));
-  client_socket_.set_option(asio::socket_base::linger(true, 0));
-  client_socket_.close();  // RST
-  io_.restart();
-  io_.run_for(5s);
-  ASSERT_TRUE(io_.stopped()) << "the handshake still waits 5 s after the reset";
+  ASSERT_TRUE(reset_after(std::string("\x16\x03\x01\x00\x40\x01\x00", 7)))
+      << "the handshake still waits 5 s after the reset";
   EXPECT_EQ(ec, StreamError::handshake_failed);
   EXPECT_EQ(server_->handshake_error(), HandshakeError::closed);
 }
@@ -639,12 +646,8 @@ TEST_F(TlsStreamTest, PeerResetAfterPartOfARecordIsAConnectionReset) {
   run_until_blocked();
   ASSERT_EQ(std::get<0>(result), asio::error::would_block);
   client_.reset();
-  asio::write(client_socket_, asio::buffer(std::string("\x17\x03\x03\x00\x40\x00\x00", 7)));
-  client_socket_.set_option(asio::socket_base::linger(true, 0));
-  client_socket_.close();  // RST
-  io_.restart();
-  io_.run_for(5s);
-  ASSERT_TRUE(io_.stopped()) << "the read still waits 5 s after the reset";
+  ASSERT_TRUE(reset_after(std::string("\x17\x03\x03\x00\x40\x00\x00", 7)))
+      << "the read still waits 5 s after the reset";
   EXPECT_EQ(std::get<0>(result), asio::error::connection_reset);
   EXPECT_FALSE(server_->truncated());
 }
