@@ -152,7 +152,7 @@ fi
 check_configs() {
   local f rc=0
   certs/gen-dev-certs.sh >/dev/null  # conf/ward.yaml serves certs/dev.crt
-  for f in conf/ward.yaml conf/examples/*.yaml deploy/compose/ward.yaml \
+  for f in conf/ward.yaml conf/container.yaml conf/examples/*.yaml deploy/compose/ward.yaml \
     deploy/kubernetes/ward.yaml; do
     [[ -f "$f" ]] || continue
     if USERS_API_KEY=ci-example-key APP_SERVICE_HOST=10.96.0.10 APP_SERVICE_PORT=9000 build/ward check -c "$f" >/dev/null 2>&1; then
