@@ -293,10 +293,10 @@ void Server::Impl::schedule_ticket_rotation() {
 // a burst has died down it returns the freed heap to the kernel
 // (util::TrimPolicy says why and when). After a look that saw no churn at
 // all the next comes in 2 s: an idle ward wakes for this once in 2 s, not
-// 4 times a second. The trim runs here, off the workers'
-// loops, but it holds each arena's lock while it walks it, so a worker that
-// allocates meanwhile waits: once per burst, for a few ms (after 9,800 TLS
-// connections, 187 madvise calls over 11 ms under strace).
+// 4 times a second. The trim runs here, off the workers' loops, but it holds
+// each arena's lock while it walks it, so a worker that allocates meanwhile
+// waits: once per burst, for a few ms (after 9,800 TLS connections, 187
+// madvise calls over 11 ms under strace).
 void Server::Impl::schedule_heap_trim() {
   trim_timer.expires_after(trim_policy.idle() ? std::chrono::milliseconds(2000)
                                               : std::chrono::milliseconds(250));
