@@ -349,36 +349,14 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
                                                              kUpstreamBufferSize);
   conn->host = host.stats.get();
   conn->deadline.expires_after(timeout);
-  auto [ec] = co_await conn->socket.async_connect(host.endpoint, kNoThrow);
-  if (ec) {
-    worker_.shared().log->warn("upstream {}: connect failed: {}", host.name,
-                               conn->deadline.expired() ? "timed out" : ec.message());
+  SSL_SESSION* session =
+      client_tls ? worker_.pool().session(host.stats.get(), client_tls.get()) : nullptr;
+  std::string failure = co_await upstream::connect_to(*conn, host, client_tls, session);
+  if (!failure.empty()) {
+    worker_.shared().log->warn("upstream {}: {}", host.name, failure);
     co_return nullptr;
   }
-  boost::system::error_code ignored;
-  conn->socket.set_option(tcp::no_delay(true), ignored);
-  util::enable_inq(conn->socket.native_handle());  // for util::async_recv and the TLS BIO
   if (client_tls) {
-    // The handshake (and verification) is part of connecting: the same
-    // connect_timeout bounds both, and a failure is a connect failure.
-    tls::SslPtr ssl = client_tls->new_ssl(host.host);
-    if (!ssl) {
-      worker_.shared().log->warn("upstream {}: TLS: cannot set up a connection for \"{}\"",
-                                 host.name, client_tls->verified_name(host.host));
-      co_return nullptr;
-    }
-    SSL_SESSION* session = worker_.pool().session(host.stats.get(), client_tls.get());
-    if (session != nullptr) {
-      SSL_set_session(ssl.get(), session);  // resumption: no chain to send or verify
-    }
-    conn->start_tls(client_tls, std::move(ssl));
-    boost::system::error_code hec = co_await conn->handshake();
-    if (hec) {
-      worker_.shared().log->warn(
-          "upstream {}: TLS handshake failed: {}", host.name,
-          conn->deadline.expired() ? std::string("timed out") : conn->tls_failure(hec));
-      co_return nullptr;
-    }
     worker_.pool().keep_session(*conn);  // TLS 1.2: the session exists now
   }
   co_return conn;

@@ -3,7 +3,11 @@
 #include <openssl/x509.h>
 #include <sys/socket.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+
+#include "proxy/util/recv_op.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -70,6 +74,40 @@ std::string UpstreamConnection::tls_failure(const error_code& ec) const {
   }
   std::string_view reason = tls_stream->openssl_reason();
   return reason.empty() ? ec.message() : std::string(reason);
+}
+
+asio::awaitable<std::string> connect_to(UpstreamConnection& conn, const Host& host,
+                                        const std::shared_ptr<const tls::ClientContext>& client_tls,
+                                        SSL_SESSION* session) {
+  auto [ec] =
+      co_await conn.socket.async_connect(host.endpoint, asio::as_tuple(asio::use_awaitable));
+  if (ec) {
+    co_return "connect failed: " +
+        (conn.deadline.expired() ? std::string("timed out") : ec.message());
+  }
+  error_code ignored;
+  conn.socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  util::enable_inq(conn.socket.native_handle());  // for util::async_recv and the TLS BIO
+  if (!client_tls) {
+    co_return std::string();
+  }
+  // The handshake (and verification) is part of connecting: the same
+  // deadline bounds both, and a failure is a connect failure.
+  tls::SslPtr ssl = client_tls->new_ssl(host.host);
+  if (!ssl) {
+    co_return "TLS: cannot set up a connection for \"" + client_tls->verified_name(host.host) +
+        "\"";
+  }
+  if (session != nullptr) {
+    SSL_set_session(ssl.get(), session);  // resumption: no chain to send or verify
+  }
+  conn.start_tls(client_tls, std::move(ssl));
+  error_code hec = co_await conn.handshake();
+  if (hec) {
+    co_return "TLS handshake failed: " +
+        (conn.deadline.expired() ? std::string("timed out") : conn.tls_failure(hec));
+  }
+  co_return std::string();
 }
 
 bool UpstreamConnection::still_idle() {

@@ -76,4 +76,15 @@ struct UpstreamConnection {
   uint32_t requests = 0;  // requests served on this connection
 };
 
+// Connects `conn` to `host` and, when `client_tls` is set, runs the TLS
+// handshake (resuming `session` when not null). The caller arms
+// conn.deadline first: it bounds both. Returns "" on success, otherwise why
+// it failed, for a log line that names the server ("connect failed: timed
+// out", "TLS handshake failed: certificate verify failed: ..."). Shared by
+// the request path and the health checker, so a check fails exactly when a
+// request's connection would.
+boost::asio::awaitable<std::string> connect_to(
+    UpstreamConnection& conn, const Host& host,
+    const std::shared_ptr<const tls::ClientContext>& client_tls, SSL_SESSION* session);
+
 }  // namespace ward::upstream
