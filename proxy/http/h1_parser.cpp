@@ -959,6 +959,32 @@ ParseError parse_response_head(std::string_view head, Method request_method, Res
   return ParseError{};
 }
 
+ParseError first_final_response(std::string_view received, size_t max_head, ResponseHead& out,
+                                size_t& consumed) {
+  HeadLimits limits;
+  limits.max_header_size = max_head;
+  consumed = 0;
+  while (true) {
+    std::string_view rest = received.substr(consumed);
+    size_t scanned = 0;
+    size_t head_size = 0;
+    ParseError e = find_head_end(rest, limits, false, scanned, head_size);
+    if (e.status != ParseStatus::ok) {
+      return e;
+    }
+    e = parse_response_head(rest.substr(0, head_size), Method::get, out);
+    if (e.status != ParseStatus::ok) {
+      // The head is complete: "truncated" (under 12 bytes) is malformed here.
+      return {ParseStatus::bad_response, e.reason};
+    }
+    consumed += head_size;
+    // 101 is an answer (a switch), not an interim response.
+    if (out.status >= 200 || out.status == 101) {
+      return {};
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // RequestHead / ResponseHead
 

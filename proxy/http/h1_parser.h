@@ -121,6 +121,16 @@ ParseError parse_request_head(std::string_view head, const HeadLimits& limits, R
 // Transfer-Encoding not ending in chunked means until_close (RFC 9112 6.3).
 ParseError parse_response_head(std::string_view head, Method request_method, ResponseHead& out);
 
+// The first final response head at the start of `received`, a response to
+// a GET whose body is not wanted: interim heads (1xx other than 101: 100
+// Continue, 103 Early Hints) before it are skipped. Returns ok with `out`
+// parsed and `consumed` = the bytes up to the end of that head; incomplete
+// when no final head has ended yet; header_too_large when a head runs over
+// `max_head`; bad_response (with a reason) for a head parse_response_head
+// refuses. A health check reads a server's answer with it.
+ParseError first_final_response(std::string_view received, size_t max_head, ResponseHead& out,
+                                size_t& consumed);
+
 // Decodes a message body in place. Feed it the bytes after the head, as they
 // arrive; each call reports how many input bytes it consumed and at most one
 // span of body data (a view into the input). Chunk extensions are skipped and

@@ -1,10 +1,12 @@
 // libFuzzer target for the HTTP/1 parser: find_head_end (whole and split),
 // parse_request_head, BodyDecoder of every kind (whole and split),
-// parse_response_head, and the forwarding rules. Beyond "no crash", it traps
+// parse_response_head, first_final_response (a health check's reading of
+// an answer), and the forwarding rules. Beyond "no crash", it traps
 // on broken invariants: split input must decide exactly like whole input,
 // data spans must lie in the consumed input, and a parsed request that is
 // re-serialised must parse again to the same framing.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -243,6 +245,42 @@ void fuzz_response(std::string_view in, size_t piece) {
 
 }  // namespace
 
+// first_final_response, as the bytes arrive: once it decides (anything but
+// incomplete) more bytes must not change the decision, since a health check
+// stops reading there; a final head is never 1xx other than 101, and it
+// ends within the input.
+void fuzz_final_response(std::string_view in, size_t piece) {
+  constexpr size_t kMaxHead = 1024;  // small, so fuzzed inputs reach the limit
+  // At most ~64 looks per input: each is linear in the bytes so far.
+  size_t step = std::max(piece, in.size() / 64 + 1);
+  bool decided = false;
+  ParseStatus first = ParseStatus::ok;
+  int first_status = 0;
+  size_t first_consumed = 0;
+  for (size_t n = std::min(step, in.size());; n = std::min(n + step, in.size())) {
+    ResponseHead head;
+    size_t consumed = 0;
+    ParseError e = first_final_response(in.substr(0, n), kMaxHead, head, consumed);
+    if (e.status == ParseStatus::ok) {
+      check(consumed <= n);
+      check(head.status >= 200 || head.status == 101);
+    }
+    if (decided) {
+      check(e.status == first);
+      check(e.status != ParseStatus::ok ||
+            (head.status == first_status && consumed == first_consumed));
+    } else if (e.status != ParseStatus::incomplete) {
+      decided = true;
+      first = e.status;
+      first_status = head.status;
+      first_consumed = consumed;
+    }
+    if (n == in.size()) {
+      break;
+    }
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) {
     return 0;
@@ -252,6 +290,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
   fuzz_request(in, piece);
   fuzz_response(in, piece);
+  fuzz_final_response(in, piece);
   // Bodies on their own too, so the decoder sees inputs that are not heads.
   fuzz_bodies(in, piece);
   return 0;

@@ -818,5 +818,40 @@ TEST_F(H1ResponseParserTest, MalformedFieldLinesAreBadResponse) {
             ParseStatus::bad_response);
 }
 
+// first_final_response: what a health check reads of a server's answer.
+TEST(FirstFinalResponse, SkipsInterimHeadsAndStopsAtTheFinalOne) {
+  std::string interim =
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+  std::string final_head = "HTTP/1.1 204 No Content\r\nServer: s\r\n\r\n";
+  ResponseHead head;
+  size_t consumed = 0;
+  ASSERT_EQ(first_final_response(interim + final_head + "body", 1024, head, consumed).status,
+            ParseStatus::ok);
+  EXPECT_EQ(head.status, 204);
+  EXPECT_EQ(head.headers.get("server"), "s");
+  EXPECT_EQ(consumed, interim.size() + final_head.size());
+}
+
+TEST(FirstFinalResponse, IsIncompleteUntilAFinalHeadEnds) {
+  ResponseHead head;
+  size_t consumed = 0;
+  EXPECT_EQ(first_final_response("HTTP/1.1 100 Continue\r\n\r\n", 1024, head, consumed).status,
+            ParseStatus::incomplete);
+  EXPECT_EQ(first_final_response("HTTP/1.1 200 OK\r\n", 1024, head, consumed).status,
+            ParseStatus::incomplete);
+}
+
+TEST(FirstFinalResponse, A101IsFinalAndBadHeadsOrHugeOnesAreRefused) {
+  ResponseHead head;
+  size_t consumed = 0;
+  ASSERT_EQ(first_final_response("HTTP/1.1 101 Switching\r\n\r\n", 1024, head, consumed).status,
+            ParseStatus::ok);
+  EXPECT_EQ(head.status, 101);
+  EXPECT_EQ(first_final_response("HELLO\r\n\r\n", 1024, head, consumed).status,
+            ParseStatus::bad_response);
+  std::string huge = "HTTP/1.1 200 OK\r\nX: " + std::string(2000, 'a') + "\r\n\r\n";
+  EXPECT_EQ(first_final_response(huge, 1024, head, consumed).status, ParseStatus::header_too_large);
+}
+
 }  // namespace
 }  // namespace ward::http
