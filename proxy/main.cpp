@@ -49,7 +49,7 @@ ward::config::LoadOptions load_options() {
   options.features.tls = true;
   options.features.upstream_tls = true;
   options.features.proxy_protocol = true;
-  options.features.health_checks = false;
+  options.features.health_checks = true;
   options.features.passive = false;
   options.features.dns = false;
   options.features.filters = filter_registry().names();

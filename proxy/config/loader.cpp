@@ -955,9 +955,19 @@ std::optional<HealthCheck> SchemaLoader::read_health_check(const Section& upstre
       v ? *v : YAML::Node(), upstream.key_mark("health_check"), upstream.child("health_check"),
       {"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expect_status"});
   HealthCheck hc;
-  if (reader_.read(s, "path", hc.path) && (hc.path.empty() || hc.path.front() != '/')) {
-    reader_.error(s.value_mark("path"),
-                  s.child("path") + ": must start with '/', got " + Reader::quote(hc.path));
+  if (reader_.read(s, "path", hc.path)) {
+    // It goes on the request line as it is: no byte that would end or split it.
+    bool printable = std::all_of(hc.path.begin(), hc.path.end(), [](char c) {
+      return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+    });
+    if (hc.path.empty() || hc.path.front() != '/') {
+      reader_.error(s.value_mark("path"),
+                    s.child("path") + ": must start with '/', got " + Reader::quote(hc.path));
+    } else if (!printable) {
+      reader_.error(s.value_mark("path"), s.child("path") +
+                                              ": spaces and control bytes must be %-encoded, got " +
+                                              Reader::quote(hc.path));
+    }
   }
   reader_.read_duration(s, "interval", hc.interval, 1ms);
   reader_.read_duration(s, "timeout", hc.timeout, 1ms);

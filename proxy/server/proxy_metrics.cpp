@@ -62,7 +62,13 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
       heap_trims(r.counter("ward_heap_trims_total",
                            "Times freed heap memory was handed back to the kernel after a "
                            "burst of connections.",
-                           {})) {}
+                           {})),
+      health_checks(r.counter("ward_upstream_health_checks_total",
+                              "Active health checks of upstream servers, by result (pass, fail).",
+                              {"upstream", "server", "result"})),
+      server_healthy(r.gauge("ward_upstream_server_healthy",
+                             "1 while the active health check counts the server healthy, else 0.",
+                             {"upstream", "server"})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

@@ -32,6 +32,8 @@ struct ProxyMetrics {
   observe::GaugeFamily& tls_certificate_expiry;   // listener, cert: notAfter, Unix seconds
   observe::CounterFamily& proxy_protocol_errors;  // listener, reason
   observe::CounterFamily& heap_trims;             // main thread (shard 0)
+  observe::CounterFamily& health_checks;          // upstream, server, result; main thread
+  observe::GaugeFamily& server_healthy;           // upstream, server; main thread
 };
 
 // "200" for 200: label values for status codes without formatting per request.

@@ -16,6 +16,7 @@
 #include "proxy/server/snapshot.h"
 #include "proxy/server/tls_listeners.h"
 #include "proxy/server/worker.h"
+#include "proxy/upstream/health_check.h"
 #include "proxy/upstream/upstream_state.h"
 #include "proxy/util/heap_trim.h"
 #include "proxy/util/json.h"
@@ -59,6 +60,7 @@ struct Server::Impl {
   asio::steady_timer ticket_timer{io};
   asio::steady_timer trim_timer{io};
   util::TrimPolicy trim_policy;
+  std::unique_ptr<upstream::HealthChecker> health;
   Clock::time_point drain_deadline;
   bool draining = false;
   int exit_code = 0;
@@ -83,6 +85,7 @@ struct Server::Impl {
   bool build_tls();
   void schedule_ticket_rotation();
   void schedule_heap_trim();
+  void start_health_checks();
   void reload_certificates();
   void begin_drain(const char* why);
   void poll_drain();
@@ -134,6 +137,7 @@ bool Server::Impl::start() {
   wait_signals();
   wait_usr1();
   schedule_heap_trim();
+  start_health_checks();
   for (const auto& l : config->listeners) {
     log->info("listener {} on {}", l.name, l.address.text);
   }
@@ -229,6 +233,13 @@ std::string Server::Impl::upstreams_json() const {
       out += ",\"weight\":" + std::to_string(h.weight);
       out += ",\"healthy\":";
       out += h.available(now_ms) ? "true" : "false";
+      // Why not: the active check's verdict and the passive ejection left.
+      out += ",\"health_check\":";
+      out += !u.health_check                             ? "\"off\""
+             : s.healthy.load(std::memory_order_relaxed) ? "\"healthy\""
+                                                         : "\"unhealthy\"";
+      int64_t until = s.ejected_until_ms.load(std::memory_order_relaxed);
+      out += ",\"ejected_ms\":" + std::to_string(until > now_ms ? until - now_ms : 0);
       out += ",\"active_requests\":" + std::to_string(s.active.load(std::memory_order_relaxed));
       out += ",\"requests\":" + std::to_string(s.requests.load(std::memory_order_relaxed));
       out += ",\"failures\":" + std::to_string(s.failures.load(std::memory_order_relaxed));
@@ -316,6 +327,45 @@ void Server::Impl::schedule_heap_trim() {
   });
 }
 
+// Active health checks run here, on the main thread: one checker per
+// process, whatever the number of workers (upstream/health_check.h).
+void Server::Impl::start_health_checks() {
+  upstream::HealthEvents events;
+  events.checked = [this](const std::string& u, const upstream::Host& host, bool passed,
+                          const std::string& detail) {
+    metrics.health_checks.inc(0, {u, host.name, passed ? "pass" : "fail"});
+    if (!passed) {
+      log->debug("upstream {}: health check of {} failed: {}", u, host.name, detail);
+    }
+  };
+  events.changed = [this](const std::string& u, const upstream::Host& host, bool healthy,
+                          uint32_t streak, const std::string& detail) {
+    metrics.server_healthy.set(0, {u, host.name}, healthy ? 1 : 0);
+    if (healthy) {
+      log->info("upstream {}: server {} is healthy again ({} checks passed in a row)", u, host.name,
+                streak);
+    } else {
+      log->warn("upstream {}: server {} is unhealthy after {} failed checks in a row: {}", u,
+                host.name, streak, detail);
+    }
+  };
+  health = std::make_unique<upstream::HealthChecker>(io, std::move(events));
+  for (const auto& u : config->upstreams) {
+    if (!u.health_check) {
+      continue;
+    }
+    auto state = upstreams.find(u.name);
+    if (!state) {
+      continue;  // never published: no route uses it
+    }
+    for (const auto& h : state->hosts()->hosts) {
+      bool healthy = h.stats->healthy.load(std::memory_order_relaxed);
+      metrics.server_healthy.set(0, {u.name, h.name}, healthy ? 1 : 0);
+    }
+    health->watch(u, state, snapshot->upstream_tls(u.name));
+  }
+}
+
 // Certificates renewed on disk (certbot) are served to new handshakes; open
 // connections keep theirs. A certificate that does not load leaves its
 // listener on the current ones.
@@ -386,6 +436,9 @@ void Server::Impl::stop_all() {
   }
   signals.cancel();
   usr1.cancel();
+  if (health) {
+    health->stop();
+  }
   if (access_log) {
     access_log->flush();
   }

@@ -14,7 +14,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
                                                 upstream::UpstreamRegistry& registry,
                                                 const FilterEnv& filters) {
   auto s = std::make_shared<Snapshot>(
-      Snapshot{config, generation, router::Router(config->routes), {}, {}, {}, {}, {}, {}, 0});
+      Snapshot{config, generation, router::Router(config->routes), {}, {}, {}, {}, {}, {}, 0, {}});
   for (const auto& cidr : config->trusted_proxies) {
     s->trusted_proxies.add(cidr);
   }
@@ -54,6 +54,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
     longest = std::max(longest, s->route_filters.back().size());
   }
   s->max_filter_states = s->global_filters.size() + longest;
+  s->upstream_tls_contexts = std::move(tls_contexts);
   if (reader.has_errors()) {
     std::string message = "filters did not build:";
     for (const auto& e : reader.take_errors()) {

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "filters/chain.h"
@@ -43,6 +45,14 @@ struct Snapshot {
   // global_filters.size() + the longest route chain: FilterState slots a
   // request may need.
   size_t max_filter_states = 0;
+  // Every upstream with `tls: true`, used by a route or not: its client context.
+  std::map<std::string, std::shared_ptr<const tls::ClientContext>> upstream_tls_contexts;
+
+  // The client context of upstream `name`; null for a plain upstream.
+  std::shared_ptr<const tls::ClientContext> upstream_tls(const std::string& name) const {
+    auto it = upstream_tls_contexts.find(name);
+    return it != upstream_tls_contexts.end() ? it->second : nullptr;
+  }
 
   // Throws std::runtime_error listing the problems when a filter does not
   // build (the loader's check_filter hook has normally refused such a file).

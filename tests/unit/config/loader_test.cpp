@@ -1068,6 +1068,20 @@ TEST_F(LoaderTest, HealthCheckValuesAreValidated) {
                           "expected a whole number from 1 to 1000, got '0'"));
 }
 
+TEST_F(LoaderTest, HealthCheckPathCannotSplitTheRequestLine) {
+  // It is sent as it is: a space or a line break would make another request.
+  for (const char* bad : {"\"/a b\"", "\"/a\\r\\nX: y\"", "\"/a\\tb\""}) {
+    auto errs = errors(std::string(kMinimal) + "    health_check: {path: " + bad + "}\n");
+    ASSERT_THAT(errs, SizeIs(1)) << bad;
+    EXPECT_THAT(errs[0], StartsWith("ward.yaml:9:26: upstreams.app.health_check.path: spaces and "
+                                    "control bytes must be %-encoded, got "))
+        << bad;
+  }
+  auto c = load_ok(std::string(kMinimal) + "    health_check: {path: \"/ready?x=%20y\"}\n");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->upstreams[0].health_check->path, "/ready?x=%20y");
+}
+
 TEST_F(LoaderTest, UpstreamTlsSettingsWithoutTlsAreReported) {
   EXPECT_THAT(errors(std::string(kMinimal) + "    tls_server_name: x\n"),
               ElementsAre("ward.yaml:9:5: upstreams.app.tls_server_name: has no effect without "
