@@ -50,7 +50,7 @@ ward::config::LoadOptions load_options() {
   options.features.upstream_tls = true;
   options.features.proxy_protocol = true;
   options.features.health_checks = true;
-  options.features.passive = false;
+  options.features.passive = true;
   options.features.dns = false;
   options.features.filters = filter_registry().names();
   // Every filter's options are checked at load (and by `ward check`) by

@@ -68,7 +68,10 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
                               {"upstream", "server", "result"})),
       server_healthy(r.gauge("ward_upstream_server_healthy",
                              "1 while the active health check counts the server healthy, else 0.",
-                             {"upstream", "server"})) {}
+                             {"upstream", "server"})),
+      ejections(r.counter("ward_upstream_ejections_total",
+                          "Servers taken out of balancing by passive outlier ejection.",
+                          {"upstream", "server"})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

@@ -34,6 +34,7 @@ struct ProxyMetrics {
   observe::CounterFamily& heap_trims;             // main thread (shard 0)
   observe::CounterFamily& health_checks;          // upstream, server, result; main thread
   observe::GaugeFamily& server_healthy;           // upstream, server; main thread
+  observe::CounterFamily& ejections;              // upstream, server
 };
 
 // "200" for 200: label values for status codes without formatting per request.

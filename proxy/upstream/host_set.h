@@ -22,6 +22,7 @@ struct HostStats {
   std::atomic<uint64_t> failures{0};  // connect errors, resets, timeouts
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<int64_t> ejected_until_ms{0};  // passive ejection, steady clock ms; 0 = not ejected
+  std::atomic<uint32_t> ejections{0};        // repeat ejections in a row (the doubling; passive.h)
 };
 
 // Steady clock milliseconds: the time base of Host::available and
