@@ -51,7 +51,7 @@ ward::config::LoadOptions load_options() {
   options.features.proxy_protocol = true;
   options.features.health_checks = true;
   options.features.passive = true;
-  options.features.dns = false;
+  options.features.dns = true;
   options.features.filters = filter_registry().names();
   // Every filter's options are checked at load (and by `ward check`) by
   // building a throwaway instance, so their errors come with file:line:col.

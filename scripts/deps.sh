@@ -20,6 +20,9 @@ test_pkgs=(
   # tests/integration/test_testssl.py scans a TLS listener with it (its own
   # dependencies, dnsutils, bsdextrautils and procps, come with it)
   testssl.sh
+  # tests/integration/test_dns_upstreams.py runs in a network namespace of
+  # its own (unshare, ip), so its DNS lookups never leave the machine
+  util-linux iproute2
   # Fuzzing: clang-14 only recommends the compiler-rt archives, and
   # -fsanitize=fuzzer needs libclang_rt.fuzzer from libclang-rt-14-dev.
   clang libclang-rt-14-dev clang-format

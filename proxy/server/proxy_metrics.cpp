@@ -71,7 +71,10 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
                              {"upstream", "server"})),
       ejections(r.counter("ward_upstream_ejections_total",
                           "Servers taken out of balancing by passive outlier ejection.",
-                          {"upstream", "server"})) {}
+                          {"upstream", "server"})),
+      dns_lookups(r.counter("ward_upstream_dns_lookups_total",
+                            "Lookups of upstream server names, by result (ok, fail).",
+                            {"upstream", "host", "result"})) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

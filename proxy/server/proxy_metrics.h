@@ -35,6 +35,7 @@ struct ProxyMetrics {
   observe::CounterFamily& health_checks;          // upstream, server, result; main thread
   observe::GaugeFamily& server_healthy;           // upstream, server; main thread
   observe::CounterFamily& ejections;              // upstream, server
+  observe::CounterFamily& dns_lookups;            // upstream, host, result; main thread
 };
 
 // "200" for 200: label values for status codes without formatting per request.

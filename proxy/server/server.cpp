@@ -16,6 +16,7 @@
 #include "proxy/server/snapshot.h"
 #include "proxy/server/tls_listeners.h"
 #include "proxy/server/worker.h"
+#include "proxy/upstream/dns.h"
 #include "proxy/upstream/health_check.h"
 #include "proxy/upstream/upstream_state.h"
 #include "proxy/util/heap_trim.h"
@@ -61,6 +62,7 @@ struct Server::Impl {
   asio::steady_timer trim_timer{io};
   util::TrimPolicy trim_policy;
   std::unique_ptr<upstream::HealthChecker> health;
+  std::unique_ptr<upstream::DnsDiscovery> dns;
   Clock::time_point drain_deadline;
   bool draining = false;
   int exit_code = 0;
@@ -86,6 +88,8 @@ struct Server::Impl {
   void schedule_ticket_rotation();
   void schedule_heap_trim();
   void start_health_checks();
+  void start_dns();
+  void export_health(const config::Upstream& u);
   void reload_certificates();
   void begin_drain(const char* why);
   void poll_drain();
@@ -138,6 +142,7 @@ bool Server::Impl::start() {
   wait_usr1();
   schedule_heap_trim();
   start_health_checks();
+  start_dns();
   for (const auto& l : config->listeners) {
     log->info("listener {} on {}", l.name, l.address.text);
   }
@@ -358,11 +363,52 @@ void Server::Impl::start_health_checks() {
     if (!state) {
       continue;  // never published: no route uses it
     }
-    for (const auto& h : state->hosts()->hosts) {
-      bool healthy = h.stats->healthy.load(std::memory_order_relaxed);
-      metrics.server_healthy.set(0, {u.name, h.name}, healthy ? 1 : 0);
+    health->sync(u, state, snapshot->upstream_tls(u.name), false);
+    export_health(u);
+  }
+}
+
+void Server::Impl::export_health(const config::Upstream& u) {
+  for (const auto& h : upstreams.find(u.name)->hosts()->hosts) {
+    bool healthy = h.stats->healthy.load(std::memory_order_relaxed);
+    metrics.server_healthy.set(0, {u.name, h.name}, healthy ? 1 : 0);
+  }
+}
+
+// Upstreams with DNS names get their servers here, on the main thread
+// (upstream/dns.h); a new server set also goes to the health checker.
+void Server::Impl::start_dns() {
+  upstream::DnsEvents events;
+  events.looked_up = [this](const std::string& u, const std::string& name, bool ok) {
+    metrics.dns_lookups.inc(0, {u, name, ok ? "ok" : "fail"});
+  };
+  events.resolved = [this](const std::string& u, const std::string& name,
+                           const std::vector<asio::ip::address>& addresses) {
+    std::string list;
+    for (const auto& a : addresses) {
+      list += (list.empty() ? "" : ", ") + a.to_string();
     }
-    health->watch(u, state, snapshot->upstream_tls(u.name));
+    log->info("upstream {}: {} resolves to {}", u, name, list);
+  };
+  events.failed = [this](const std::string& u, const std::string& name, const std::string& error,
+                         size_t kept) {
+    log->warn("upstream {}: cannot resolve {}: {}; {}", u, name, error,
+              kept == 0 ? std::string("no server from it yet")
+                        : "keeping its " + std::to_string(kept) + " last known server(s)");
+  };
+  events.published = [this](const config::Upstream& u, bool first) {
+    if (u.health_check) {
+      // Servers from the first lookups count as known at start; later ones
+      // join after their first passing check (CONFIG.md).
+      health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), !first);
+      export_health(u);
+    }
+  };
+  dns = std::make_unique<upstream::DnsDiscovery>(io, nullptr, std::move(events));
+  for (const auto& u : config->upstreams) {
+    if (upstream::DnsDiscovery::needed(u)) {
+      dns->watch(u, upstreams.find(u.name));
+    }
   }
 }
 
@@ -436,6 +482,9 @@ void Server::Impl::stop_all() {
   }
   signals.cancel();
   usr1.cancel();
+  if (dns) {
+    dns->stop();
+  }
   if (health) {
     health->stop();
   }

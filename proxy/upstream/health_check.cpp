@@ -1,5 +1,6 @@
 #include "proxy/upstream/health_check.h"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -110,6 +111,16 @@ struct HealthChecker::Target {
   asio::steady_timer timer;
   UpstreamConnection* conn = nullptr;  // the check in flight, for stop()
   bool stopped = false;
+  bool joining = false;  // out until its first pass (added by DNS)
+
+  // Ends the loop: the wait or the check in flight is cancelled.
+  void halt() {
+    stopped = true;
+    timer.cancel();
+    if (conn != nullptr) {
+      conn->cancel();
+    }
+  }
 };
 
 HealthChecker::HealthChecker(asio::io_context& io, HealthEvents events)
@@ -119,12 +130,37 @@ HealthChecker::~HealthChecker() {
   stop();
 }
 
-void HealthChecker::watch(const config::Upstream& upstream,
-                          const std::shared_ptr<UpstreamState>& state,
-                          std::shared_ptr<const tls::ClientContext> client_tls) {
+void HealthChecker::sync(const config::Upstream& upstream,
+                         const std::shared_ptr<UpstreamState>& state,
+                         const std::shared_ptr<const tls::ClientContext>& client_tls,
+                         bool join_after_check) {
   auto hosts = state->hosts();
+  auto present = [&](const std::string& name) {
+    return std::any_of(hosts->hosts.begin(), hosts->hosts.end(),
+                       [&](const Host& h) { return h.name == name; });
+  };
+  std::erase_if(targets_, [&](const std::shared_ptr<Target>& t) {
+    bool gone = t->upstream == upstream.name && !present(t->host.name);
+    if (gone) {
+      t->halt();
+    }
+    return gone;
+  });
   for (const Host& host : hosts->hosts) {
+    bool checked = std::any_of(targets_.begin(), targets_.end(), [&](const auto& t) {
+      return t->upstream == upstream.name && t->host.name == host.name;
+    });
+    if (checked) {
+      continue;
+    }
+    if (join_after_check) {
+      host.stats->healthy.store(false, std::memory_order_relaxed);
+    }
     auto target = std::make_shared<Target>(io_, upstream, host, client_tls, events_);
+    if (join_after_check) {
+      target->verdict = HealthVerdict(false, 1, target->hc.unhealthy_threshold);
+      target->joining = true;
+    }
     targets_.push_back(target);
     asio::co_spawn(io_, run(std::move(target)), asio::detached);
   }
@@ -132,11 +168,7 @@ void HealthChecker::watch(const config::Upstream& upstream,
 
 void HealthChecker::stop() {
   for (const auto& t : targets_) {
-    t->stopped = true;
-    t->timer.cancel();
-    if (t->conn != nullptr) {
-      t->conn->cancel();
-    }
+    t->halt();
   }
   targets_.clear();
 }
@@ -157,6 +189,11 @@ asio::awaitable<void> HealthChecker::run(std::shared_ptr<Target> t) {
       t->host.stats->healthy.store(t->verdict.healthy(), std::memory_order_relaxed);
       if (t->events->changed) {
         t->events->changed(t->upstream, t->host, t->verdict.healthy(), streak, v.detail);
+      }
+      if (t->joining) {
+        // In service: from now on healthy_threshold applies, as to any server.
+        t->joining = false;
+        t->verdict = HealthVerdict(true, t->hc.healthy_threshold, t->hc.unhealthy_threshold);
       }
     }
     t->timer.expires_at(started + t->hc.interval);

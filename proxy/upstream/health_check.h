@@ -90,11 +90,17 @@ class HealthChecker {
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
 
-  // Starts checking every server `state` publishes now, per
-  // upstream.health_check (which must be set). `client_tls`: the upstream's
-  // TLS client context, null for plain upstreams.
-  void watch(const config::Upstream& upstream, const std::shared_ptr<UpstreamState>& state,
-             std::shared_ptr<const tls::ClientContext> client_tls);
+  // Checks every server `state` publishes now, per upstream.health_check
+  // (which must be set): starts a loop for each server it does not check
+  // yet and ends the loops of servers no longer there. `client_tls`: the
+  // upstream's TLS client context, null for plain upstreams. With
+  // `join_after_check`, a server new to the checker is out of service until
+  // its first passing check (servers added by DNS); without, it counts
+  // healthy until checks say otherwise (servers known at start).
+  void sync(const config::Upstream& upstream, const std::shared_ptr<UpstreamState>& state,
+            const std::shared_ptr<const tls::ClientContext>& client_tls, bool join_after_check);
+  // How many servers are checked now (all upstreams).
+  size_t size() const { return targets_.size(); }
   // Ends every loop: waits are cancelled, a check in flight is abandoned and
   // its verdict not recorded. Idempotent.
   void stop();

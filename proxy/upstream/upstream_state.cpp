@@ -1,6 +1,7 @@
 #include "proxy/upstream/upstream_state.h"
 
 #include <boost/asio/ip/address.hpp>
+#include <set>
 
 namespace ward::upstream {
 
@@ -49,25 +50,51 @@ bool same_servers(const HostSet& a, const HostSet& b) {
 
 }  // namespace
 
-void UpstreamRegistry::apply_static(const config::Upstream& upstream) {
-  auto state = get_or_create(upstream.name);
+bool UpstreamState::publish_if_changed(std::shared_ptr<HostSet> set) {
+  if (same_servers(*hosts(), *set)) {
+    return false;
+  }
+  publish(std::move(set));
+  return true;
+}
+
+std::shared_ptr<HostSet> build_host_set(const config::Upstream& upstream,
+                                        const ResolvedNames& resolved, UpstreamState& state) {
   auto set = std::make_shared<HostSet>();
-  for (const auto& server : upstream.servers) {
-    if (!server.address.host_is_ip) {
-      continue;
+  std::set<std::string> seen;
+  auto add = [&](std::string name, const config::ServerConfig& server,
+                 const boost::asio::ip::address& ip) {
+    if (!seen.insert(name).second) {
+      return;
     }
     Host host;
-    host.name = server.address.text;
+    host.stats = state.stats_for(name);
+    host.name = std::move(name);
     host.host = server.address.host;
-    host.endpoint = boost::asio::ip::tcp::endpoint(
-        boost::asio::ip::make_address(server.address.host), server.address.port);
+    host.endpoint = boost::asio::ip::tcp::endpoint(ip, server.address.port);
     host.weight = server.weight;
-    host.stats = state->stats_for(host.name);
     set->hosts.push_back(std::move(host));
+  };
+  for (const auto& server : upstream.servers) {
+    if (server.address.host_is_ip) {
+      add(server.address.text, server, boost::asio::ip::make_address(server.address.host));
+      continue;
+    }
+    auto it = resolved.find(server.address.host);
+    if (it == resolved.end()) {
+      continue;
+    }
+    for (const auto& ip : it->second) {
+      std::string text = ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string();
+      add(text + ":" + std::to_string(server.address.port), server, ip);
+    }
   }
-  if (!same_servers(*state->hosts(), *set)) {
-    state->publish(std::move(set));
-  }
+  return set;
+}
+
+void UpstreamRegistry::apply_static(const config::Upstream& upstream) {
+  auto state = get_or_create(upstream.name);
+  state->publish_if_changed(build_host_set(upstream, {}, *state));
 }
 
 }  // namespace ward::upstream

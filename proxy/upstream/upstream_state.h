@@ -5,6 +5,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
 
 #include "proxy/config/config.h"
 #include "proxy/upstream/host_set.h"
@@ -28,6 +31,9 @@ class UpstreamState {
     return hosts_;
   }
   void publish(std::shared_ptr<HostSet> set);
+  // Publishes `set` unless it names the same servers with the same weights,
+  // in the same order, as the current one; true when it did.
+  bool publish_if_changed(std::shared_ptr<HostSet> set);
 
   // Stats of a server by address name; created on first use and kept while
   // the state lives, so a reload or a DNS change does not reset counters.
@@ -40,6 +46,16 @@ class UpstreamState {
   std::map<std::string, std::shared_ptr<HostStats>> stats_;
   std::atomic<uint64_t> version_{0};
 };
+
+// The servers of `upstream` in file order: each IP server as written, and
+// for each DNS name one server per address `resolved` holds for it (none
+// while it has not resolved), named "10.0.0.5:8000" / "[fd00::5]:8000" and
+// verified (upstream TLS) against the name. A server that two entries give
+// is listed once, at the first. Stats come from `state`, so a server keeps
+// its counters, health and pooled connections across resolutions.
+using ResolvedNames = std::map<std::string, std::vector<boost::asio::ip::address>>;
+std::shared_ptr<HostSet> build_host_set(const config::Upstream& upstream,
+                                        const ResolvedNames& resolved, UpstreamState& state);
 
 // Owns the UpstreamState of every upstream name ever configured in this
 // process. Main thread only (load and reload); workers hold shared_ptrs.

@@ -1,0 +1,88 @@
+"""DNS names as upstream servers (CONFIG.md: re-resolved every dns_refresh,
+every A/AAAA record a server), with the system resolver: `localhost` comes
+from /etc/hosts, and names under `.invalid` never resolve (RFC 6761).
+
+ctest runs this file in a network namespace of its own (tests/CMakeLists.txt),
+so a lookup that /etc/hosts cannot answer fails at once and never reaches a
+DNS server off the machine."""
+
+import re
+import subprocess
+
+import pytest
+
+from harness import WARD_BIN, base_config, wait_for
+
+
+@pytest.fixture(autouse=True)
+def own_network_namespace():
+    # /proc/net/dev is this process's network namespace (/sys/class/net may
+    # be the host's mount).
+    with open("/proc/net/dev") as f:
+        interfaces = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
+    assert interfaces == ["lo"], (
+        f"network interfaces {interfaces}: run this file through ctest, which gives it a network "
+        "namespace of its own (unshare --net), so its DNS lookups stay on this machine")
+
+
+def server_names(ward, upstream="app"):
+    for u in ward.admin("/upstreams").json()["upstreams"]:
+        if u["name"] == upstream:
+            return [s["address"] for s in u["servers"]]
+    raise AssertionError(f"no upstream {upstream}")
+
+
+def test_a_name_is_resolved_and_its_address_serves(group):
+    a = group.whoami("a")
+    ward = group.ward(base_config({"app": {"servers": [f"localhost:{a.port}"],
+                                           "dns_refresh": "200ms"}}))
+    wait_for(lambda: f"127.0.0.1:{a.port}" in server_names(ward), 10, "localhost to resolve")
+    assert ward.metrics().value("ward_upstream_dns_lookups_total", upstream="app",
+                                host="localhost", result="ok") >= 1
+    r = ward.get("/")
+    assert (r.status, r.header("X-Whoami")) == (200, "a")
+    assert re.search(r"upstream app: localhost resolves to [^\n]*127\.0\.0\.1", ward.stderr_text())
+    m = ward.metrics()
+    assert m.value("ward_upstream_requests_total", upstream="app", server=f"127.0.0.1:{a.port}",
+                   code="200") == 1
+
+
+def test_a_name_that_does_not_resolve_leaves_the_other_servers_serving(group):
+    a = group.whoami("a")
+    ward = group.ward(base_config({"app": {"servers": ["no-such-app.invalid:8000", a.address],
+                                           "dns_refresh": "200ms"}}))
+    wait_for(lambda: "cannot resolve no-such-app.invalid" in ward.stderr_text(), 10,
+             "the failed lookup to be logged")
+    for _ in range(5):
+        assert ward.get("/").header("X-Whoami") == "a"
+    assert server_names(ward) == [a.address]
+    assert ward.admin("/readyz").status == 200
+    # Logged once for a run of the same failure, not every dns_refresh.
+    wait_for(lambda: ward.metrics().value("ward_upstream_dns_lookups_total", upstream="app",
+                                          host="no-such-app.invalid", result="fail") >= 3, 10,
+             "three failed lookups")
+    text = ward.stderr_text()
+    assert text.count("cannot resolve no-such-app.invalid") == 1, text
+
+
+def test_an_upstream_whose_only_name_never_resolved_is_503_and_not_ready(group):
+    ward = group.ward(base_config({"app": {"servers": ["no-such-app.invalid:8000"]}}))
+    wait_for(lambda: "cannot resolve no-such-app.invalid" in ward.stderr_text(), 10,
+             "the failed lookup to be logged")
+    assert "no server from it yet" in ward.stderr_text()
+    r = ward.get("/")
+    assert r.status == 503
+    assert r.json() == {"error": "service_unavailable", "status": 503}
+    ready = ward.admin("/readyz")
+    assert ready.status == 503
+    assert "upstream app has no healthy server" in ready.body.decode()
+
+
+def test_check_accepts_a_name_without_looking_it_up(tmp_path):
+    cfg = tmp_path / "ward.yaml"
+    cfg.write_text("listeners: [{name: web, address: 127.0.0.1:8080}]\n"
+                   "routes: [{match: {path_prefix: /}, upstream: app}]\n"
+                   "upstreams: {app: {servers: [no-such-app.invalid:8000], dns_refresh: 2s}}\n")
+    r = subprocess.run([WARD_BIN, "check", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=30)
+    assert (r.returncode, r.stdout.strip()) == (0, "configuration ok"), r.stderr
