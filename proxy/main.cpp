@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -29,7 +30,7 @@ void print_usage(FILE* out) {
                "       ward check -c FILE     validate FILE and exit (0 ok, 1 errors)\n"
                "       ward version           print the version\n"
                "       ward --help            this text\n"
-               "signals: SIGTERM/SIGINT drain and exit, SIGUSR1 reopen log files\n",
+               "signals: SIGTERM/SIGINT drain and exit, SIGHUP reload, SIGUSR1 reopen log files\n",
                kDefaultConfig);
 }
 
@@ -64,14 +65,16 @@ ward::config::LoadOptions load_options() {
   return options;
 }
 
-ward::config::LoadResult load(const std::string& path) {
+// The file, checked as `ward check` checks it; TLS warnings go to `warn`.
+ward::config::LoadResult load_checked(
+    const std::string& path, const std::function<void(const ward::config::ConfigError&)>& warn) {
   auto result = ward::config::load_file(path, load_options());
   if (result.ok()) {
     // Certificates and keys are read and matched here too, so `ward check`
     // finds a broken chain or a key that is not the certificate's.
     auto tls = ward::server::TlsListeners::check(*result.config);
     for (const auto& w : tls.warnings) {
-      std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
+      warn(w);
     }
     result.errors = std::move(tls.errors);
     // And every upstream's tls_ca (a file that is not a CA certificate).
@@ -81,6 +84,13 @@ ward::config::LoadResult load(const std::string& path) {
       result.config = nullptr;
     }
   }
+  return result;
+}
+
+ward::config::LoadResult load(const std::string& path) {
+  auto result = load_checked(path, [](const ward::config::ConfigError& w) {
+    std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
+  });
   for (const auto& e : result.errors) {
     std::fprintf(stderr, "%s\n", e.to_string().c_str());
   }
@@ -181,5 +191,10 @@ int main(int argc, char** argv) {
   }
   keep_freed_memory();
   ward::server::Server server(result.config, log);
+  // SIGHUP reads the same file again; its errors go to the error log.
+  server.set_config_source([path, log] {
+    return load_checked(
+        path, [&log](const ward::config::ConfigError& w) { log->warn("{}", w.to_string()); });
+  });
   return server.run();
 }

@@ -134,6 +134,7 @@ struct HealthCheck {
   uint32_t unhealthy_threshold = 3;
   int expect_status_min = 200;
   int expect_status_max = 399;
+  bool operator==(const HealthCheck&) const = default;
 };
 
 struct Passive {

@@ -9,6 +9,7 @@
 
 #include "proxy/admin/admin_server.h"
 #include "proxy/config/config_json.h"
+#include "proxy/config/reload.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/server/listen_socket.h"
@@ -63,6 +64,7 @@ struct Server::Impl {
   util::TrimPolicy trim_policy;
   std::unique_ptr<upstream::HealthChecker> health;
   std::unique_ptr<upstream::DnsDiscovery> dns;
+  Server::ConfigSource config_source;
   Clock::time_point drain_deadline;
   bool draining = false;
   int exit_code = 0;
@@ -91,6 +93,9 @@ struct Server::Impl {
   void start_dns();
   void export_health(const config::Upstream& u);
   void reload_certificates();
+  void reload_config();
+  void restart_health_checks(const config::Config& before);
+  void start_dns_loops(bool at_start);
   void begin_drain(const char* why);
   void poll_drain();
   void stop_all();
@@ -262,8 +267,11 @@ void Server::Impl::wait_signals() {
       return;
     }
     if (sig == SIGHUP) {
-      log->warn("SIGHUP: configuration reload is not supported yet; running config kept");
-      reload_certificates();
+      if (config_source) {
+        reload_config();
+      } else {
+        reload_certificates();
+      }
     } else if (sig == SIGINT && draining) {
       log->warn("second SIGINT: exiting at once");
       std::_Exit(130);
@@ -404,11 +412,114 @@ void Server::Impl::start_dns() {
       export_health(u);
     }
   };
-  dns = std::make_unique<upstream::DnsDiscovery>(io, nullptr, std::move(events));
+  dns = std::make_unique<upstream::DnsDiscovery>(io, nullptr, std::move(events),
+                                                 &upstreams.resolved_names);
+  start_dns_loops(true);
+}
+
+void Server::Impl::start_dns_loops(bool at_start) {
   for (const auto& u : config->upstreams) {
     if (upstream::DnsDiscovery::needed(u)) {
-      dns->watch(u, upstreams.find(u.name));
+      dns->watch(u, upstreams.find(u.name), at_start);
     }
+  }
+}
+
+// SIGHUP (CONFIG.md): the file is read and checked as `ward check` does; a
+// file with errors, or one that changes what only a restart can (listening
+// sockets, workers, admin, log files), leaves the running config in place.
+// Otherwise a new snapshot goes to the workers: a request in flight finishes
+// on the snapshot it started with, an open connection's next request gets
+// the new one, and nothing is closed. Server health, ejections, rate-limit
+// buckets, pooled connections and metrics carry over (they are keyed by
+// name outside the snapshot).
+void Server::Impl::reload_config() {
+  const std::string& path = config->source_path;
+  auto fail = [&](const std::string& why) {
+    log->error("SIGHUP: {}; running configuration kept (generation {})", why, generation);
+    metrics.config_reload_failures.inc(0, {});
+  };
+  config::LoadResult result = config_source();
+  if (!result.ok()) {
+    for (const auto& e : result.errors) {
+      log->error("{}", e.to_string());
+    }
+    fail(std::to_string(result.errors.size()) + " error(s) in " + path);
+    return;
+  }
+  auto changes = config::restart_changes(*config, *result.config);
+  if (!changes.empty()) {
+    for (const auto& c : changes) {
+      log->error("SIGHUP: {}", c);
+    }
+    fail("these settings need a restart of ward");
+    return;
+  }
+  std::shared_ptr<const Snapshot> next;
+  try {
+    next = Snapshot::build(result.config, generation + 1, upstreams,
+                           FilterEnv{filter_registry, registry, filter_runtime});
+  } catch (const std::exception& e) {
+    fail(e.what());
+    return;
+  }
+  // The listeners' TLS settings and certificates, from the new file (checked
+  // above, so a failure here is a file changed since).
+  auto problems = tls->reload(*result.config);
+  for (const auto& w : problems.warnings) {
+    log->warn("{}", w.to_string());
+  }
+  for (const auto& e : problems.errors) {
+    log->error("certificate reload: {}; the listener keeps its current certificates",
+               e.to_string());
+  }
+  tls->export_expiry(metrics);
+
+  auto before = config;
+  config = result.config;
+  snapshot = next;
+  generation = next->generation;
+  for (auto& w : workers) {
+    w->publish(next);
+  }
+  log->set_level(spdlog::level::from_str(config->logging.level));
+  restart_health_checks(*before);
+  dns->stop();
+  start_dns_loops(false);
+  metrics.config_reloads.inc(0, {});
+  log->info("SIGHUP: configuration reloaded from {} (generation {})", path, generation);
+}
+
+// After a reload: checks end for upstreams that lost theirs (their servers
+// return to service), restart for those whose settings changed (keeping
+// each server's verdict), and pick up servers the reload added, which join
+// after their first passing check.
+void Server::Impl::restart_health_checks(const config::Config& before) {
+  for (const auto& old : before.upstreams) {
+    const config::Upstream* now = config->find_upstream(old.name);
+    if (old.health_check && (!now || !now->health_check)) {
+      health->forget(old.name);
+      for (const auto& h : upstreams.find(old.name)->hosts()->hosts) {
+        h.stats->healthy.store(true, std::memory_order_relaxed);
+      }
+      if (now) {
+        export_health(*now);
+      }
+    }
+  }
+  for (const auto& u : config->upstreams) {
+    if (!u.health_check) {
+      continue;
+    }
+    const config::Upstream* old = before.find_upstream(u.name);
+    bool same = old && old->health_check && *old->health_check == *u.health_check &&
+                old->tls == u.tls && old->tls_ca == u.tls_ca &&
+                old->tls_server_name == u.tls_server_name;
+    if (!same) {
+      health->forget(u.name);  // new settings: loops start again, verdicts kept
+    }
+    health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), same);
+    export_health(u);
   }
 }
 
@@ -499,6 +610,10 @@ Server::Server(std::shared_ptr<const config::Config> config, std::shared_ptr<spd
     : impl_(std::make_unique<Impl>(std::move(config), std::move(log))) {}
 
 Server::~Server() = default;
+
+void Server::set_config_source(ConfigSource source) {
+  impl_->config_source = std::move(source);
+}
 
 int Server::run() {
   // Writes to a closed client socket must be errors, not a process kill.

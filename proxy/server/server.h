@@ -2,9 +2,11 @@
 
 #include <spdlog/logger.h>
 
+#include <functional>
 #include <memory>
 
 #include "proxy/config/config.h"
+#include "proxy/config/loader.h"
 
 namespace ward::server {
 
@@ -16,6 +18,11 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Where SIGHUP reads the configuration again (with every check `ward
+  // check` makes); without one, SIGHUP re-reads certificates only.
+  using ConfigSource = std::function<config::LoadResult()>;
+  void set_config_source(ConfigSource source);
 
   int run();
 

@@ -18,9 +18,6 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
   for (const auto& cidr : config->trusted_proxies) {
     s->trusted_proxies.add(cidr);
   }
-  for (const auto& upstream : config->upstreams) {
-    registry.apply_static(upstream);
-  }
   std::map<std::string, std::shared_ptr<const tls::ClientContext>> tls_contexts;
   std::string tls_errors;
   for (const auto& upstream : config->upstreams) {
@@ -55,6 +52,11 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
   }
   s->max_filter_states = s->global_filters.size() + longest;
   s->upstream_tls_contexts = std::move(tls_contexts);
+  // Last, once nothing can throw: a reload that fails leaves the running
+  // upstreams' servers as they were.
+  for (const auto& upstream : config->upstreams) {
+    registry.apply_static(upstream);
+  }
   if (reader.has_errors()) {
     std::string message = "filters did not build:";
     for (const auto& e : reader.take_errors()) {

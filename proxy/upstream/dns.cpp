@@ -54,13 +54,17 @@ struct DnsDiscovery::Target {
   std::vector<std::string> names;             // the DNS names, once each, in file order
   ResolvedNames last;                         // each name's last good answer
   std::map<std::string, std::string> errors;  // names failing now, and why
+  ResolvedNames* cache = nullptr;             // DnsDiscovery's, shared by the loops
+  bool first = true;                          // the next round counts as at start
   bool stopped = false;
 };
 
-DnsDiscovery::DnsDiscovery(asio::io_context& io, Resolver resolve, DnsEvents events)
+DnsDiscovery::DnsDiscovery(asio::io_context& io, Resolver resolve, DnsEvents events,
+                           ResolvedNames* cache)
     : io_(io),
       resolve_(resolve ? std::move(resolve) : Resolver(&resolve_system)),
-      events_(std::make_shared<const DnsEvents>(std::move(events))) {}
+      events_(std::make_shared<const DnsEvents>(std::move(events))),
+      cache_(cache) {}
 
 DnsDiscovery::~DnsDiscovery() {
   stop();
@@ -71,8 +75,18 @@ bool DnsDiscovery::needed(const config::Upstream& upstream) {
                      [](const config::ServerConfig& s) { return !s.address.host_is_ip; });
 }
 
-void DnsDiscovery::watch(const config::Upstream& upstream, std::shared_ptr<UpstreamState> state) {
+void DnsDiscovery::watch(const config::Upstream& upstream, std::shared_ptr<UpstreamState> state,
+                         bool at_start) {
   auto target = std::make_shared<Target>(io_, upstream, std::move(state), resolve_, events_);
+  target->cache = cache_;
+  target->first = at_start;
+  if (cache_ != nullptr) {
+    for (const auto& name : target->names) {
+      if (auto it = cache_->find(name); it != cache_->end()) {
+        target->last[name] = it->second;
+      }
+    }
+  }
   targets_.push_back(target);
   asio::co_spawn(io_, run(std::move(target)), asio::detached);
 }
@@ -86,7 +100,6 @@ void DnsDiscovery::stop() {
 }
 
 asio::awaitable<void> DnsDiscovery::run(std::shared_ptr<Target> t) {
-  bool first = true;
   while (!t->stopped) {
     for (const std::string& name : t->names) {
       Resolution r = co_await t->resolve(name);
@@ -121,11 +134,16 @@ asio::awaitable<void> DnsDiscovery::run(std::shared_ptr<Target> t) {
         }
       }
     }
+    if (t->cache != nullptr) {
+      for (const auto& [name, addresses] : t->last) {
+        (*t->cache)[name] = addresses;
+      }
+    }
     if (t->state->publish_if_changed(build_host_set(t->upstream, t->last, *t->state)) &&
         t->events->published) {
-      t->events->published(t->upstream, first);
+      t->events->published(t->upstream, t->first);
     }
-    first = false;
+    t->first = false;
     t->timer.expires_after(t->upstream.dns_refresh);
     auto [ec] = co_await t->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) {

@@ -58,7 +58,11 @@ struct DnsEvents {
 
 class DnsDiscovery {
  public:
-  DnsDiscovery(boost::asio::io_context& io, Resolver resolve, DnsEvents events);
+  // `cache`: each name's last good answer, read when a loop starts and
+  // written after each round, so a loop started again (a reload) begins
+  // where the last one was; may be null.
+  DnsDiscovery(boost::asio::io_context& io, Resolver resolve, DnsEvents events,
+               ResolvedNames* cache = nullptr);
   ~DnsDiscovery();
   DnsDiscovery(const DnsDiscovery&) = delete;
   DnsDiscovery& operator=(const DnsDiscovery&) = delete;
@@ -66,8 +70,10 @@ class DnsDiscovery {
   // True when `upstream` has a server that is a DNS name.
   static bool needed(const config::Upstream& upstream);
   // Starts the loop of `upstream` (needed() must be true); the first round
-  // of lookups starts at once.
-  void watch(const config::Upstream& upstream, std::shared_ptr<UpstreamState> state);
+  // of lookups starts at once. `at_start`: its first round's servers count
+  // as known at start (DnsEvents::published's `first`).
+  void watch(const config::Upstream& upstream, std::shared_ptr<UpstreamState> state,
+             bool at_start = true);
   // Ends every loop; a lookup in flight is abandoned. Idempotent.
   void stop();
 
@@ -78,6 +84,7 @@ class DnsDiscovery {
   boost::asio::io_context& io_;
   Resolver resolve_;
   std::shared_ptr<const DnsEvents> events_;
+  ResolvedNames* cache_;
   std::vector<std::shared_ptr<Target>> targets_;
 };
 

@@ -166,6 +166,16 @@ void HealthChecker::sync(const config::Upstream& upstream,
   }
 }
 
+void HealthChecker::forget(const std::string& upstream) {
+  std::erase_if(targets_, [&](const std::shared_ptr<Target>& t) {
+    if (t->upstream != upstream) {
+      return false;
+    }
+    t->halt();
+    return true;
+  });
+}
+
 void HealthChecker::stop() {
   for (const auto& t : targets_) {
     t->halt();

@@ -99,6 +99,9 @@ class HealthChecker {
   // healthy until checks say otherwise (servers known at start).
   void sync(const config::Upstream& upstream, const std::shared_ptr<UpstreamState>& state,
             const std::shared_ptr<const tls::ClientContext>& client_tls, bool join_after_check);
+  // Ends the loops of every server of `upstream` (its checks are off or
+  // change); its servers keep the verdict they had.
+  void forget(const std::string& upstream);
   // How many servers are checked now (all upstreams).
   size_t size() const { return targets_.size(); }
   // Ends every loop: waits are cancelled, a check in flight is abandoned and

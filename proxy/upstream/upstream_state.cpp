@@ -94,7 +94,7 @@ std::shared_ptr<HostSet> build_host_set(const config::Upstream& upstream,
 
 void UpstreamRegistry::apply_static(const config::Upstream& upstream) {
   auto state = get_or_create(upstream.name);
-  state->publish_if_changed(build_host_set(upstream, {}, *state));
+  state->publish_if_changed(build_host_set(upstream, resolved_names, *state));
 }
 
 }  // namespace ward::upstream

@@ -65,9 +65,15 @@ class UpstreamRegistry {
   // Null when `name` was never configured.
   std::shared_ptr<UpstreamState> find(const std::string& name) const;
 
-  // Publishes the static servers of `upstream` (IP literals; DNS names are
-  // resolved elsewhere) when they differ from what is published.
+  // Publishes the servers of `upstream` (build_host_set: its IP literals,
+  // and for its DNS names their last answers in resolved_names) when they
+  // differ from what is published. A reload that keeps a DNS name keeps its
+  // servers this way until the next lookup.
   void apply_static(const config::Upstream& upstream);
+
+  // The last good answer of every DNS name looked up (upstream/dns.h keeps
+  // it); main thread only.
+  ResolvedNames resolved_names;
 
  private:
   std::map<std::string, std::shared_ptr<UpstreamState>> states_;

@@ -88,7 +88,7 @@ class DnsTest : public ::testing::Test {
     state_ = registry_.find("app");
   }
 
-  void start() {
+  void start(ResolvedNames* cache = nullptr, bool at_start = true) {
     DnsEvents events;
     events.failed = [this](const std::string&, const std::string& name, const std::string& error,
                            size_t kept) {
@@ -107,8 +107,8 @@ class DnsTest : public ::testing::Test {
     };
     dns_ = std::make_unique<DnsDiscovery>(
         io_, [answers = &answers_](std::string name) { return scripted(answers, std::move(name)); },
-        std::move(events));
-    dns_->watch(upstream_, state_);
+        std::move(events), cache);
+    dns_->watch(upstream_, state_, at_start);
   }
 
   template <typename Pred>
@@ -222,6 +222,27 @@ TEST_F(DnsTest, WithHealthChecksALaterServerServesOnlyAfterItsFirstPassingCheck)
   answers_["app"] = ips({"127.0.0.1"});
   ASSERT_TRUE(run_until([&] { return published_.size() == 3; }));
   EXPECT_EQ(checker_->size(), 1u);
+}
+
+TEST_F(DnsTest, ALoopStartedAgainBeginsFromTheLastAnswers) {
+  // What a reload does: the registry publishes the names' last answers at
+  // once, and the new loop starts from them, so a failing lookup right
+  // after the reload does not empty the upstream.
+  registry_.resolved_names["app"] = {asio::ip::make_address("10.0.0.1")};
+  registry_.apply_static(upstream_);
+  EXPECT_EQ(names(*state_->hosts()), std::vector<std::string>{"10.0.0.1:8000"});
+  answers_["app"] = Resolution{{}, "Temporary failure in name resolution"};
+  start(&registry_.resolved_names, false);
+  rounds(3);
+  EXPECT_EQ(names(*state_->hosts()), std::vector<std::string>{"10.0.0.1:8000"});
+  EXPECT_EQ(failures_,
+            std::vector<std::string>{"app: Temporary failure in name resolution kept 1"});
+  // A new answer reaches the cache too.
+  answers_["app"] = ips({"10.0.0.2"});
+  ASSERT_TRUE(run_until([&] { return !published_.empty(); }));
+  EXPECT_EQ(published_, std::vector<bool>{false});
+  EXPECT_EQ(registry_.resolved_names["app"],
+            std::vector<asio::ip::address>{asio::ip::make_address("10.0.0.2")});
 }
 
 TEST_F(DnsTest, StopEndsTheLoops) {
