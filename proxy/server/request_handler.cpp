@@ -42,8 +42,9 @@ double ms_since(Clock::time_point t) {
 
 // Passive ejection (upstream/passive.h): counts the attempt's outcome when
 // the upstream has a `passive` section, and logs an ejection.
-void count_passive(const config::Upstream& u, const upstream::Host& host, bool failed,
-                   const WorkerShared& shared, size_t worker) {
+void count_passive(const config::Upstream& u, const upstream::Host& host,
+                   const upstream::HostSet& set, bool failed, const WorkerShared& shared,
+                   size_t worker) {
   if (!u.passive) {
     return;
   }
@@ -51,11 +52,16 @@ void count_passive(const config::Upstream& u, const upstream::Host& host, bool f
     upstream::record_success(*host.stats);
     return;
   }
-  auto ejected = upstream::record_failure(*host.stats, *u.passive, upstream::steady_now_ms());
-  if (ejected.count() > 0) {
+  auto e = upstream::record_failure(host, set, *u.passive, upstream::steady_now_ms());
+  if (e.time.count() > 0) {
     shared.metrics->ejections.inc(worker, {u.name, host.name});
     shared.log->warn("upstream {}: server {} ejected for {} ms after {} failures in a row", u.name,
-                     host.name, ejected.count(), u.passive->consecutive_failures);
+                     host.name, e.time.count(), u.passive->consecutive_failures);
+  } else if (e.spared) {
+    shared.log->warn(
+        "upstream {}: server {} failed {} times in a row, not ejected: no other server in "
+        "service",
+        u.name, host.name, u.passive->consecutive_failures);
   }
 }
 
@@ -298,7 +304,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
       if (!conn) {
         metrics.upstream_connect_failures.inc(worker_.index(), {ucfg.name, host.name});
         host.stats->failures.fetch_add(1, std::memory_order_relaxed);
-        count_passive(ucfg, host, true, worker_.shared(), worker_.index());
+        count_passive(ucfg, host, *hosts, true, worker_.shared(), worker_.index());
         fail_status = 502;
         continue;
       }
@@ -331,8 +337,8 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
     if (outcome == Outcome::ok) {
       metrics.upstream_requests.inc(worker_.index(),
                                     {ucfg.name, host.name, status_label(ex.status)});
-      count_passive(ucfg, host, upstream::passive_failure_status(ex.status), worker_.shared(),
-                    worker_.index());
+      count_passive(ucfg, host, *hosts, upstream::passive_failure_status(ex.status),
+                    worker_.shared(), worker_.index());
       worker_.pool().keep_session(*conn);  // TLS 1.3: the tickets came before the response
       bool reusable = rs_->resp.keep_alive && ex.request_body_done && conn->buffer.empty();
       if (reusable) {
@@ -351,7 +357,7 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
     fresh_only = false;
     host.stats->failures.fetch_add(1, std::memory_order_relaxed);
     if (upstream::passive_failure_status(fail_status)) {
-      count_passive(ucfg, host, true, worker_.shared(),
+      count_passive(ucfg, host, *hosts, true, worker_.shared(),
                     worker_.index());  // not a client's 400/408/413/499
     }
     metrics.upstream_requests.inc(worker_.index(), {ucfg.name, host.name, "error"});

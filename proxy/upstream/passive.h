@@ -31,10 +31,17 @@ inline bool passive_failure_status(int status) {
   return status == 502 || status == 503 || status == 504;
 }
 
-// Records a failed attempt at `now_ms` (steady clock ms). Returns how long
-// the server is ejected for when this failure ejected it, otherwise 0.
-std::chrono::milliseconds record_failure(HostStats& stats, const config::Passive& passive,
-                                         int64_t now_ms);
+struct Ejection {
+  std::chrono::milliseconds time{0};  // > 0: this failure ejected the server for so long
+  bool spared = false;  // the run reached the threshold, but it was the last server in service
+};
+
+// Records a failed attempt of `host` (one of `set`) at `now_ms` (steady
+// clock ms). The last server of `set` in service is never ejected (as nginx
+// never marks a lone server down): ejecting it would turn a struggling
+// upstream into a 503 for every request.
+Ejection record_failure(const Host& host, const HostSet& set, const config::Passive& passive,
+                        int64_t now_ms);
 
 // Records a good answer: the run of failures is over.
 inline void record_success(HostStats& stats) {

@@ -160,16 +160,33 @@ def test_passive_ejection_takes_out_a_server_whose_traffic_fails(group):
 
 
 def test_a_good_answer_ends_a_run_of_failures(group):
-    b = group.whoami("b")
+    a, b = group.whoami("a"), group.whoami("b")
+    # ip_hash: every request from this client goes to the same server while
+    # it is in service; the other one stays in service beside it.
     ward = group.ward(base_config({"app": {
-        "servers": [b.address], "passive": {"consecutive_failures": 3, "ejection_time": "30s"}}}))
+        "servers": [a.address, b.address], "balance": "ip_hash",
+        "passive": {"consecutive_failures": 3, "ejection_time": "30s"}}}))
+    first = ward.get("/").header("X-Whoami")
+    target = a if first == "a" else b
     # Two 503s, a 200, two 503s: never three in a row.
     for status in (503, 503, 200, 503, 503):
         assert ward.get(f"/?status={status}").status == status
-    assert server_json(ward, b.address)["ejected_ms"] == 0
+    assert server_json(ward, target.address)["ejected_ms"] == 0
     assert ward.get("/?status=504").status == 504  # the third in a row
-    assert server_json(ward, b.address)["ejected_ms"] > 0
-    assert ward.get("/").status == 503  # its only server is out
+    assert server_json(ward, target.address)["ejected_ms"] > 0
+    assert ward.get("/").header("X-Whoami") != first  # the other server now
+
+
+def test_the_last_server_in_service_is_not_ejected(group):
+    a = group.whoami("a")
+    ward = group.ward(base_config({"app": {
+        "servers": [a.address], "passive": {"consecutive_failures": 2, "ejection_time": "30s"}}}))
+    for _ in range(4):
+        assert ward.get("/?status=503").status == 503
+    assert server_json(ward, a.address)["ejected_ms"] == 0
+    assert ward.get("/").status == 200  # still served, not a 503 of ward's own
+    assert f"server {a.address} failed 2 times in a row, not ejected: no other server in " \
+        "service" in ward.stderr_text()
 
 
 def test_without_passive_failures_eject_nothing(group):

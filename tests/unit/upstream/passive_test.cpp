@@ -10,6 +10,8 @@
 #include <chrono>
 #include <vector>
 
+#include "tests/unit/upstream/test_hosts.h"
+
 namespace ward::upstream {
 namespace {
 
@@ -21,18 +23,21 @@ class PassiveTest : public ::testing::Test {
     passive_.consecutive_failures = 3;
     passive_.ejection_time = 30s;
   }
+  // One failure of the server under test at `now`: the ejection time it gave.
+  std::chrono::milliseconds fail(int64_t now) {
+    return record_failure(set_.hosts[0], set_, passive_, now).time;
+  }
   // Three failures in a row at `now`: returns the ejection time the third gave.
   std::chrono::milliseconds fail_run(int64_t now) {
-    EXPECT_EQ(record_failure(stats_, passive_, now), 0ms);
-    EXPECT_EQ(record_failure(stats_, passive_, now), 0ms);
-    return record_failure(stats_, passive_, now);
+    EXPECT_EQ(fail(now), 0ms);
+    EXPECT_EQ(fail(now), 0ms);
+    return fail(now);
   }
-  bool available(int64_t now) const {
-    return stats_.ejected_until_ms.load() <= now && stats_.healthy.load();
-  }
+  bool available(int64_t now) const { return set_.hosts[0].available(now); }
 
   config::Passive passive_;
-  HostStats stats_;
+  HostSet set_ = testing::make_equal_set(1, 2);  // the server under test, and one more
+  HostStats& stats_ = *set_.hosts[0].stats;
 };
 
 TEST_F(PassiveTest, TheThresholdOfFailuresInARowEjectsForEjectionTime) {
@@ -45,13 +50,13 @@ TEST_F(PassiveTest, TheThresholdOfFailuresInARowEjectsForEjectionTime) {
 
 TEST_F(PassiveTest, AGoodAnswerEndsTheRun) {
   const int64_t t = 1'000'000;
-  record_failure(stats_, passive_, t);
-  record_failure(stats_, passive_, t);
+  fail(t);
+  fail(t);
   record_success(stats_);
-  EXPECT_EQ(record_failure(stats_, passive_, t), 0ms);
-  EXPECT_EQ(record_failure(stats_, passive_, t), 0ms);
+  EXPECT_EQ(fail(t), 0ms);
+  EXPECT_EQ(fail(t), 0ms);
   EXPECT_TRUE(available(t));
-  EXPECT_EQ(record_failure(stats_, passive_, t), 30s);
+  EXPECT_EQ(fail(t), 30s);
 }
 
 TEST_F(PassiveTest, FailuresOfAnswersInFlightDoNotEjectAgain) {
@@ -87,6 +92,20 @@ TEST_F(PassiveTest, AnEjectionTimeOverFiveMinutesIsNotCutShort) {
   EXPECT_EQ(fail_run(t), 10min);
   t = stats_.ejected_until_ms.load() + 1000;
   EXPECT_EQ(fail_run(t), 10min);
+}
+
+TEST_F(PassiveTest, TheLastServerInServiceIsNeverEjected) {
+  const int64_t t = 1'000'000;
+  set_.hosts[1].stats->healthy.store(false);  // the other one is out
+  EXPECT_EQ(fail(t), 0ms);
+  EXPECT_EQ(fail(t), 0ms);
+  auto e = record_failure(set_.hosts[0], set_, passive_, t);
+  EXPECT_EQ(e.time, 0ms);
+  EXPECT_TRUE(e.spared);
+  EXPECT_TRUE(available(t));
+  // Once another server is back, the next run ejects.
+  set_.hosts[1].stats->healthy.store(true);
+  EXPECT_EQ(fail_run(t), 30s);
 }
 
 TEST(PassiveStatus, OnlyGatewayErrorsCountAsTheServersFailure) {
