@@ -93,6 +93,7 @@ struct Server::Impl {
   void start_dns();
   void export_health(const config::Upstream& u);
   void reload_certificates();
+  bool reload_tls(const config::Config& c);
   void reload_config();
   void restart_health_checks(const config::Config& before);
   void start_dns_loops(bool at_start);
@@ -465,15 +466,7 @@ void Server::Impl::reload_config() {
   }
   // The listeners' TLS settings and certificates, from the new file (checked
   // above, so a failure here is a file changed since).
-  auto problems = tls->reload(*result.config);
-  for (const auto& w : problems.warnings) {
-    log->warn("{}", w.to_string());
-  }
-  for (const auto& e : problems.errors) {
-    log->error("certificate reload: {}; the listener keeps its current certificates",
-               e.to_string());
-  }
-  tls->export_expiry(metrics);
+  reload_tls(*result.config);
 
   auto before = config;
   config = result.config;
@@ -527,7 +520,14 @@ void Server::Impl::restart_health_checks(const config::Config& before) {
 // connections keep theirs. A certificate that does not load leaves its
 // listener on the current ones.
 void Server::Impl::reload_certificates() {
-  auto problems = tls->reload(*config);
+  bool ok = reload_tls(*config);
+  log->info("SIGHUP: certificates re-read{}", ok ? "" : " (with errors)");
+}
+
+// The TLS listeners' contexts from `c`'s settings, certificates read again;
+// false when one did not load (that listener keeps its current ones).
+bool Server::Impl::reload_tls(const config::Config& c) {
+  auto problems = tls->reload(c);
   for (const auto& w : problems.warnings) {
     log->warn("{}", w.to_string());
   }
@@ -536,7 +536,7 @@ void Server::Impl::reload_certificates() {
                e.to_string());
   }
   tls->export_expiry(metrics);
-  log->info("SIGHUP: certificates re-read{}", problems.errors.empty() ? "" : " (with errors)");
+  return problems.errors.empty();
 }
 
 void Server::Impl::wait_usr1() {

@@ -113,12 +113,7 @@ class DnsTest : public ::testing::Test {
 
   template <typename Pred>
   bool run_until(Pred done) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-      io_.run_for(2ms);
-      io_.restart();
-    }
-    return done();
+    return testing::run_until(io_, done, 2ms);
   }
 
   // Lets at least `rounds` more rounds of lookups run.

@@ -1,6 +1,7 @@
 #pragma once
 
-// A loopback HTTP server for tests of code that connects to upstreams.
+// Loopback helpers for tests of code that talks to upstreams: a small HTTP
+// server, and a bounded wait on an io_context.
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +23,8 @@ using asio::ip::tcp;
 // A server on a loopback port that answers every connection with `answer`
 // after reading a request head; with an empty `answer` it reads and never
 // answers (a hung server). Counts the connections it accepted.
+// It serves from its first run of the io_context on, and must live until
+// that io_context has run (its loop starts there).
 class FakeServer {
  public:
   FakeServer(asio::io_context& io, std::string answer) : acceptor_(io), answer_(std::move(answer)) {
@@ -83,5 +87,17 @@ class FakeServer {
   int accepted_ = 0;
   std::string last_request_;
 };
+
+// Runs `io` in slices of `slice` until `done()` or 10 s; true when done.
+template <typename Pred>
+bool run_until(asio::io_context& io, Pred done,
+               std::chrono::milliseconds slice = std::chrono::milliseconds(5)) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.run_for(slice);
+    io.restart();
+  }
+  return done();
+}
 
 }  // namespace ward::upstream::testing
