@@ -37,6 +37,13 @@ std::string status_range(const config::HealthCheck& hc) {
   return std::to_string(hc.expect_status_min) + "-" + std::to_string(hc.expect_status_max);
 }
 
+// The Host header of a check: the server as configured, so a server found
+// by a DNS name is asked for that name ("app:8000"), not its address.
+std::string host_header(const Host& h) {
+  std::string host = h.host.find(':') != std::string::npos ? "[" + h.host + "]" : h.host;
+  return host + ":" + std::to_string(h.endpoint.port());
+}
+
 }  // namespace
 
 bool HealthVerdict::record(bool passed) {
@@ -96,7 +103,7 @@ struct HealthChecker::Target {
         host(h),
         client_tls(std::move(t)),
         events(std::move(e)),
-        request(probe_request(hc, h.name)),
+        request(probe_request(hc, host_header(h))),
         verdict(h.stats->healthy.load(std::memory_order_relaxed), hc.healthy_threshold,
                 hc.unhealthy_threshold),
         timer(io) {}

@@ -67,8 +67,8 @@ struct ProbeVerdict {
 // over 16 KiB, or one the strict response parser refuses, fails.
 ProbeVerdict judge_response(std::string_view received, const config::HealthCheck& hc);
 
-// The check request for a server known as `host_header` (its address as
-// configured: "app:8000", "127.0.0.1:9001").
+// The check request for a server known as `host_header` (as configured:
+// "app:8000", "127.0.0.1:9001", "[::1]:9001").
 std::string probe_request(const config::HealthCheck& hc, std::string_view host_header);
 
 // What a check reports, for logs and metrics (main thread).

@@ -212,6 +212,10 @@ TEST_F(DnsTest, WithHealthChecksALaterServerServesOnlyAfterItsFirstPassingCheck)
   EXPECT_EQ(checker_->size(), 2u);
   ASSERT_TRUE(run_until([&] { return later.stats->healthy.load(); }));
   EXPECT_EQ(passes, 1);
+  // Asked by its name, as a virtual host behind it would expect.
+  EXPECT_NE(ok.last_request().find("\r\nHost: app:" + std::to_string(port) + "\r\n"),
+            std::string::npos)
+      << ok.last_request();
 
   // 127.0.0.2 is gone from the answer: its loop ends.
   answers_["app"] = ips({"127.0.0.1"});
