@@ -245,7 +245,8 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
   const auto& route = snap.config->routes[static_cast<size_t>(ex.route)];
   const auto& ucfg = *snap.route_upstream_configs[static_cast<size_t>(ex.route)];
   auto& wu = worker_.upstream(snap.route_upstreams[static_cast<size_t>(ex.route)], ucfg);
-  auto hosts = wu.hosts;  // kept for the whole request, whatever DNS does meanwhile
+  ex.hosts = wu.hosts;  // kept for the whole exchange, whatever DNS or a reload does
+  const auto& hosts = ex.hosts;
   ex.upstream_name = ucfg.name;
 
   http::ForwardContext fctx;

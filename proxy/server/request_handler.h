@@ -30,8 +30,12 @@ struct Exchange {
   int status = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
-  std::string_view upstream_name;
-  std::string_view upstream_server;
+  std::string_view upstream_name;    // in snapshot's config
+  std::string_view upstream_server;  // in hosts: a server's name
+  // The server list the request picked from, kept until the exchange ends:
+  // upstream_server points into it, and the access log line is written
+  // after a DNS change or a reload may have replaced it.
+  std::shared_ptr<const upstream::HostSet> hosts;
   double upstream_ms = -1;
   bool request_body_done = true;   // every request body byte was read from the client
   bool body_taken = false;         // the upstream side asked the codec for body bytes
