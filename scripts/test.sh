@@ -6,8 +6,10 @@
 #                                config in conf/ and deploy/, unit + integration tests,
 #                                bench/run --self-test
 #                             2. ASan+UBSan build (build-asan/), all tests
-#                             3. TSan build (build-tsan/), unit tests and
-#                                integration.test_multiworker
+#                             3. TSan build (build-tsan/), unit tests and the
+#                                integration tests of cross-thread state: workers
+#                                (test_multiworker), and what the main thread
+#                                changes under them (reload, health checks, DNS)
 #                             4. clang libFuzzer build (build-fuzz/), each fuzz_* for
 #                                WARD_FUZZ_SECONDS on a copy of tests/fuzz/corpus/<name>/,
 #                                one per core at a time
@@ -202,8 +204,10 @@ if timed build-tsan "$root/scripts/build.sh" --sanitize thread; then
   fi
   sanitizer_env thread build-tsan
   timed tsan-unit run_ctest tsan-unit build-tsan -L unit -j 2 || true
-  timed tsan-multiworker run_ctest tsan-multiworker build-tsan \
-    -R '^integration\.test_multiworker$' || true
+  # The main thread publishes snapshots, server lists and health verdicts
+  # that the workers read while they serve: those tests too.
+  timed tsan-integration run_ctest tsan-integration build-tsan \
+    -R '^integration\.test_(multiworker|reload|health_checks|dns_upstreams)$' || true
   check_sanitizer_logs tsan-reports || true
   clear_sanitizer_env
   ctest_wrap=()
