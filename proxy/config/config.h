@@ -135,6 +135,12 @@ struct HealthCheck {
   int expect_status_min = 200;
   int expect_status_max = 399;
   bool operator==(const HealthCheck&) const = default;
+  // expect_status as written back: "204" or "200-399".
+  std::string expect_status_text() const {
+    return expect_status_min == expect_status_max
+               ? std::to_string(expect_status_min)
+               : std::to_string(expect_status_min) + "-" + std::to_string(expect_status_max);
+  }
 };
 
 struct Passive {

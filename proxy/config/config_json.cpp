@@ -355,9 +355,7 @@ void write_health_check(JsonWriter& w, const HealthCheck& hc) {
   w.key("unhealthy_threshold");
   w.number(hc.unhealthy_threshold);
   w.key("expect_status");
-  w.string(hc.expect_status_min == hc.expect_status_max
-               ? std::to_string(hc.expect_status_min)
-               : std::to_string(hc.expect_status_min) + "-" + std::to_string(hc.expect_status_max));
+  w.string(hc.expect_status_text());
   w.end_object();
 }
 

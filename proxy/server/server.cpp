@@ -368,11 +368,8 @@ void Server::Impl::start_health_checks() {
     if (!u.health_check) {
       continue;
     }
-    auto state = upstreams.find(u.name);
-    if (!state) {
-      continue;  // never published: no route uses it
-    }
-    health->sync(u, state, snapshot->upstream_tls(u.name), false);
+    // Snapshot::build gave every upstream of the file its state.
+    health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), false);
     export_health(u);
   }
 }

@@ -30,13 +30,6 @@ ProbeVerdict failed(std::string detail) {
   return {ProbeVerdict::State::failed, std::move(detail)};
 }
 
-std::string status_range(const config::HealthCheck& hc) {
-  if (hc.expect_status_min == hc.expect_status_max) {
-    return std::to_string(hc.expect_status_min);
-  }
-  return std::to_string(hc.expect_status_min) + "-" + std::to_string(hc.expect_status_max);
-}
-
 // The Host header of a check: the server as configured, so a server found
 // by a DNS name is asked for that name ("app:8000"), not its address.
 std::string host_header(const Host& h) {
@@ -78,7 +71,7 @@ ProbeVerdict judge_response(std::string_view received, const config::HealthCheck
   }
   std::string detail = "status " + std::to_string(head.status);
   if (head.status < hc.expect_status_min || head.status > hc.expect_status_max) {
-    return failed(detail + " (expected " + status_range(hc) + ")");
+    return failed(detail + " (expected " + hc.expect_status_text() + ")");
   }
   return {ProbeVerdict::State::passed, std::move(detail)};
 }
