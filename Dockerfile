@@ -19,7 +19,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake ninja-build g++ ccache pkg-config \
       libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libspdlog-dev \
-      libgtest-dev libgmock-dev zlib1g-dev libbrotli-dev python3 \
+      libgtest-dev libgmock-dev zlib1g-dev libbrotli-dev libhiredis-dev python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads: the build directories of a checkout stay out.
@@ -41,7 +41,8 @@ LABEL org.opencontainers.image.title="ward" \
 # zlib1g, libstdc++6 and libc6 are in the base image).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libssl3 libnghttp2-14 libyaml-cpp0.7 libspdlog1.10 libbrotli1 ca-certificates \
+      libssl3 libnghttp2-14 libyaml-cpp0.7 libspdlog1.10 libbrotli1 libhiredis0.14 \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 ward \
  && useradd --system --uid 10001 --gid ward --home-dir /nonexistent --no-create-home \

@@ -14,6 +14,8 @@ build_pkgs=(
   # compress filter: zlib for gzip, libbrotli for br (well-kept codecs; no
   # reason to write our own)
   zlib1g-dev libbrotli-dev
+  # rate_limit's redis store: hiredis's reply parser (proxy/store/redis.cpp)
+  libhiredis-dev
 )
 test_pkgs=(
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
@@ -23,6 +25,8 @@ test_pkgs=(
   # tests/integration/test_dns_upstreams.py runs in a network namespace of
   # its own (unshare, ip), so its DNS lookups never leave the machine
   util-linux iproute2
+  # the rate_limit redis integration test starts its own on a loopback port
+  redis-server
   # Fuzzing: clang-14 only recommends the compiler-rt archives, and
   # -fsanitize=fuzzer needs libclang_rt.fuzzer from libclang-rt-14-dev.
   clang libclang-rt-14-dev clang-format
