@@ -20,13 +20,21 @@ class FilterChain {
 
   // Runs on_request from the first filter; `states` has size() slots, zeroed
   // here. Returns how many filters ran; ctx.replied() tells whether the last
-  // one answered.
+  // one answered, ctx.waiting() whether it waits on a store (then call
+  // resume_request with the store's answer).
   size_t run_request(RequestContext& ctx, FilterState* states) const;
+  // Hands `result` to the waiting filter (the ran-th) and, unless it answers
+  // or waits again, runs on from the next. Returns how many filters ran.
+  size_t resume_request(RequestContext& ctx, FilterState* states, size_t ran,
+                        const StoreResult& result) const;
   // Runs on_response in reverse over the first `ran` filters.
   void run_response(RequestContext& ctx, FilterState* states, size_t ran) const;
   void run_log(const RequestContext& ctx, size_t ran) const;
 
  private:
+  // Runs on_request from filter `ran` on; stops at stop or wait.
+  size_t continue_request(RequestContext& ctx, FilterState* states, size_t ran) const;
+
   std::vector<std::unique_ptr<Filter>> filters_;
 };
 

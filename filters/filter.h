@@ -25,11 +25,33 @@
 #include "proxy/config/reader.h"
 #include "proxy/http/header_list.h"
 #include "proxy/observe/metrics.h"
+#include "proxy/store/redis.h"
 #include "proxy/util/cidr.h"
 
 namespace ward::filters {
 
-enum class FilterStatus { next, stop };  // stop: the filter answered (ctx.reply)
+// stop: the filter answered (ctx.reply). wait: the filter needs a shared
+// store's answer first (ctx.store_call); the codec makes the call and hands
+// the result to the same filter's on_store_reply, which decides instead.
+enum class FilterStatus { next, stop, wait };
+
+// A command on a shared store that a filter's request phase waits for
+// (rate_limit with `store: redis://...`). The filter owns `address` for the
+// life of its snapshot; the codec runs the call on its worker's client for
+// that address, bounded by `timeout`.
+struct StoreCall {
+  const store::RedisAddress* address = nullptr;  // null: no call asked
+  std::string command;                           // RESP (store::encode_command)
+  int64_t timeout_ns = 0;
+};
+
+// What came back: a reply (a Redis error reply included), or why none did
+// ("timeout", "unavailable: connection refused", "overloaded").
+struct StoreResult {
+  bool ok = false;
+  const store::Reply* reply = nullptr;  // when ok
+  std::string_view error;               // when not ok
+};
 
 // Per request, per filter scratch space, zeroed before the request phase:
 // what a filter decided in on_request and needs again in on_response (the
@@ -106,6 +128,10 @@ struct RequestContext {
   // The running filter's scratch slot (set by FilterChain).
   FilterState* state = nullptr;
 
+  // Set by a filter returning FilterStatus::wait.
+  StoreCall store_call;
+  bool waiting() const { return store_call.address != nullptr; }
+
   // Clears every per-request field; the codec calls it before each request
   // so a connection reuses one context (request_id keeps its capacity).
   void reset() {
@@ -125,6 +151,8 @@ struct RequestContext {
     request_id.clear();
     response_encoder.reset();
     state = nullptr;
+    store_call.address = nullptr;
+    store_call.command.clear();
   }
 };
 
@@ -132,6 +160,11 @@ class Filter {
  public:
   virtual ~Filter() = default;
   virtual FilterStatus on_request(RequestContext& ctx) = 0;
+  // After on_request returned wait: the store's answer. Returns like
+  // on_request (wait again to make another call).
+  virtual FilterStatus on_store_reply(RequestContext& /*ctx*/, const StoreResult& /*result*/) {
+    return FilterStatus::next;
+  }
   virtual void on_response(RequestContext& /*ctx*/) {}
   virtual void on_log(const RequestContext& /*ctx*/) noexcept {}
 };

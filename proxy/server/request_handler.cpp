@@ -164,6 +164,9 @@ asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
   const auto& snap = *ex.snapshot;
   if (!snap.global_filters.empty()) {
     ex.global_ran = snap.global_filters.run_request(rs_->ctx, rs_->states.data());
+    if (rs_->ctx.waiting()) {
+      ex.global_ran = co_await wait_on_store(snap.global_filters, 0, ex.global_ran);
+    }
     if (rs_->ctx.replied()) {
       co_await reply(ex, rs_->ctx.reply_status, rs_->ctx.reply_error);
       co_return;
@@ -197,12 +200,30 @@ asio::awaitable<void> RequestHandler::handle(Exchange& ex) {
   const auto& chain = snap.route_filters[static_cast<size_t>(ex.route)];
   if (!chain.empty()) {
     ex.route_ran = chain.run_request(rs_->ctx, rs_->states.data() + snap.global_filters.size());
+    if (rs_->ctx.waiting()) {
+      ex.route_ran = co_await wait_on_store(chain, snap.global_filters.size(), ex.route_ran);
+    }
     if (rs_->ctx.replied()) {
       co_await reply(ex, rs_->ctx.reply_status, rs_->ctx.reply_error);
       co_return;
     }
   }
   co_await proxy(ex);
+}
+
+asio::awaitable<size_t> RequestHandler::wait_on_store(const filters::FilterChain& chain,
+                                                      size_t first_state, size_t ran) {
+  auto& ctx = rs_->ctx;
+  while (ctx.waiting()) {
+    auto& client = worker_.redis(*ctx.store_call.address);
+    auto timeout = std::chrono::nanoseconds(ctx.store_call.timeout_ns);
+    upstream::RedisClient::Result r =
+        co_await client.call(std::move(ctx.store_call.command), timeout);
+    worker_.note_redis_result(*ctx.store_call.address, r);
+    filters::StoreResult result{r.ok, &r.reply, r.error};
+    ran = chain.resume_request(ctx, rs_->states.data() + first_state, ran, result);
+  }
+  co_return ran;
 }
 
 void RequestHandler::begin_filters(Exchange& ex) {

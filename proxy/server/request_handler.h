@@ -199,6 +199,11 @@ class RequestHandler {
   };
 
   boost::asio::awaitable<void> proxy(Exchange& ex);
+  // A filter of `chain` waits on a store: makes its calls until the chain
+  // goes on, answers or ends. `first_state`: the chain's first slot in
+  // states. Returns how many of its filters ran.
+  boost::asio::awaitable<size_t> wait_on_store(const filters::FilterChain& chain,
+                                               size_t first_state, size_t ran);
   boost::asio::awaitable<Outcome> forward_once(Exchange& ex, upstream::UpstreamConnection& conn,
                                                int& fail_status);
   // Sends the request body while reading the response (the head is sent).

@@ -55,6 +55,7 @@ Worker::~Worker() {
   // end here, with no I/O, while everything they use is still alive.
   parking_->drop_all();
   parking_.reset();
+  redis_.clear();
   wake_.reset();
   // Destroys every pending handler, and with them the sessions they own.
   io_.reset();
@@ -158,6 +159,52 @@ WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>&
     wu.balance = config.balance;
   }
   return wu;
+}
+
+Worker::RedisEntry& Worker::redis_entry(const store::RedisAddress& address) {
+  std::string key = address.display;
+  key += '\n';
+  key += address.user;
+  key += '\n';
+  key += address.password;
+  auto& entry = redis_[key];
+  if (!entry.client) {
+    entry.client = std::make_unique<upstream::RedisClient>(io_->get_executor(), address);
+  }
+  return entry;
+}
+
+upstream::RedisClient& Worker::redis(const store::RedisAddress& address) {
+  return *redis_entry(address).client;
+}
+
+void Worker::note_redis_result(const store::RedisAddress& address,
+                               const upstream::RedisClient::Result& result) {
+  auto& entry = redis_entry(address);
+  // NOSCRIPT is routine (the caller sends the script itself next); any
+  // other error reply means the store did not do the work.
+  const bool error_reply = result.ok && result.reply.is_error() &&
+                           !std::string_view(result.reply.str).starts_with("NOSCRIPT");
+  if (error_reply) {
+    std::string why = "error reply: " + result.reply.str.substr(0, 200);
+    if (entry.failing != why) {
+      shared_.log->warn("store {}: {} (worker {})", address.display, why, index_);
+      entry.failing = std::move(why);
+    }
+    return;
+  }
+  if (result.ok) {
+    if (!entry.failing.empty()) {
+      shared_.log->info("store {}: answering again (worker {})", address.display, index_);
+      entry.failing.clear();
+    }
+    return;
+  }
+  if (entry.failing != result.error) {
+    shared_.log->warn("store {}: {} (worker {}); requests that need it pass unlimited",
+                      address.display, result.error, index_);
+    entry.failing = result.error;
+  }
 }
 
 void Worker::register_session(H1Session& s) {

@@ -23,6 +23,7 @@
 #include "proxy/tls/server_contexts.h"
 #include "proxy/upstream/balancer.h"
 #include "proxy/upstream/connection_pool.h"
+#include "proxy/upstream/redis_client.h"
 #include "proxy/util/intrusive_list.h"
 
 namespace ward::server {
@@ -112,6 +113,13 @@ class Worker {
   WorkerUpstream& upstream(const std::shared_ptr<upstream::UpstreamState>& state,
                            const config::Upstream& config);
   upstream::ConnectionPool& pool() { return pool_; }
+  // The worker's client for a Redis store (rate_limit `store:`), made on
+  // first use and kept across reloads: one connection per worker and server.
+  upstream::RedisClient& redis(const store::RedisAddress& address);
+  // Logs a failed call to that store, once per run of the same error, and
+  // the first success after failures.
+  void note_redis_result(const store::RedisAddress& address,
+                         const upstream::RedisClient::Result& result);
   ParkingLot& parking() { return *parking_; }
   void register_session(H1Session& s);
   void unregister_session(H1Session& s);
@@ -161,6 +169,13 @@ class Worker {
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
   std::unordered_map<const upstream::UpstreamState*, WorkerUpstream> upstreams_;
   upstream::ConnectionPool pool_;
+  // By address and credentials. Reset before io_ in ~Worker (I/O objects).
+  struct RedisEntry {
+    std::unique_ptr<upstream::RedisClient> client;
+    std::string failing;  // the error last logged; "" while calls succeed
+  };
+  RedisEntry& redis_entry(const store::RedisAddress& address);
+  std::unordered_map<std::string, RedisEntry> redis_;
   util::IntrusiveList<H1Session, SessionListTag> sessions_;
   std::atomic<size_t> open_sessions_{0};
   std::atomic<size_t> incoming_{0};  // handed over, still in the mailbox

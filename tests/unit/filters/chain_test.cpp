@@ -79,6 +79,81 @@ TEST_F(FilterChainTest, StatesAreZeroedForEachRequest) {
   EXPECT_EQ(states_[0].b, 0);
 }
 
+// Waits on a store `calls` times, then goes on or answers with the reply's
+// integer as the status.
+class Waiter : public Filter {
+ public:
+  Waiter(std::vector<std::string>& journal, int calls) : journal_(journal), calls_(calls) {}
+
+  FilterStatus on_request(RequestContext& ctx) override {
+    journal_.push_back("req:wait");
+    ctx.state->a = 7;
+    return call(ctx);
+  }
+  FilterStatus on_store_reply(RequestContext& ctx, const StoreResult& r) override {
+    journal_.push_back("reply:" + (r.ok ? std::to_string(r.reply->integer) : std::string(r.error)) +
+                       (ctx.state->a == 7 ? "" : ":lost-state"));
+    if (--calls_ > 0) {
+      return call(ctx);
+    }
+    if (r.ok && r.reply->integer >= 400) {
+      ctx.reply(static_cast<int>(r.reply->integer));
+      return FilterStatus::stop;
+    }
+    return FilterStatus::next;
+  }
+  void on_response(RequestContext&) override { journal_.push_back("resp:wait"); }
+
+ private:
+  FilterStatus call(RequestContext& ctx) {
+    ctx.store_call.address = &address_;
+    ctx.store_call.command = store::encode_command({"PING"});
+    return FilterStatus::wait;
+  }
+  std::vector<std::string>& journal_;
+  int calls_;
+  store::RedisAddress address_;
+};
+
+TEST_F(FilterChainTest, WaitingFilterStopsTheWalkUntilItsReplyThenTheRestRun) {
+  FilterChain chain;
+  chain.add(std::make_unique<Recorder>("a", journal_));
+  chain.add(std::make_unique<Waiter>(journal_, 2));
+  chain.add(std::make_unique<Recorder>("c", journal_));
+  size_t ran = chain.run_request(ctx_, states_);
+  EXPECT_EQ(ran, 2u);
+  ASSERT_TRUE(ctx_.waiting());
+  EXPECT_FALSE(ctx_.replied());
+  store::Reply reply;
+  reply.type = store::Reply::Type::integer;
+  reply.integer = 1;
+  ran = chain.resume_request(ctx_, states_, ran, StoreResult{true, &reply, {}});
+  EXPECT_EQ(ran, 2u);
+  ASSERT_TRUE(ctx_.waiting());  // it asked for a second call
+  ran = chain.resume_request(ctx_, states_, ran, StoreResult{false, nullptr, "timeout"});
+  EXPECT_EQ(ran, 3u);
+  EXPECT_FALSE(ctx_.waiting());
+  chain.run_response(ctx_, states_, ran);
+  EXPECT_EQ(journal_, (std::vector<std::string>{"req:a", "req:wait", "reply:1", "reply:timeout",
+                                                "req:c", "resp:c", "resp:wait", "resp:a"}));
+}
+
+TEST_F(FilterChainTest, WaitingFilterMayAnswerFromTheReply) {
+  FilterChain chain;
+  chain.add(std::make_unique<Waiter>(journal_, 1));
+  chain.add(std::make_unique<Recorder>("never", journal_));
+  size_t ran = chain.run_request(ctx_, states_);
+  store::Reply reply;
+  reply.type = store::Reply::Type::integer;
+  reply.integer = 429;
+  ran = chain.resume_request(ctx_, states_, ran, StoreResult{true, &reply, {}});
+  EXPECT_EQ(ran, 1u);
+  EXPECT_TRUE(ctx_.replied());
+  EXPECT_FALSE(ctx_.waiting());
+  EXPECT_EQ(ctx_.reply_status, 429);
+  EXPECT_EQ(journal_, (std::vector<std::string>{"req:wait", "reply:429"}));
+}
+
 TEST(FilterRegistryTest, BuildLabelsRepeatedFiltersAndSkipsFailedOnes) {
   FilterRegistry registry;
   std::vector<std::string> labels;
