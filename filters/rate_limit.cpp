@@ -3,14 +3,18 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include <openssl/evp.h>
+
 #include "filters/bucket_table.h"
 #include "proxy/config/units.h"
+#include "proxy/store/redis.h"
 
 namespace ward::filters {
 
@@ -49,7 +53,65 @@ struct Options {
   int status = 429;
   bool dry_run = false;
   std::string share;
+  // store: redis://...; none = the process's own table.
+  std::optional<store::RedisAddress> redis;
+  int64_t store_timeout_ns = 50'000'000;
 };
+
+// The bucket on a Redis server: the same GCRA as BucketTable, run as one
+// script so that concurrent ward instances update a key atomically, on the
+// server's clock (TIME) so that their clocks need not agree. Times are in
+// microseconds as Lua numbers (doubles: a quarter-microsecond resolution at
+// today's epoch). ARGV: T and burst * T in microseconds. Returns {allowed,
+// TAT - now in ns} after the decision, which is what remember() takes.
+// A key expires a second after its bucket is full again.
+constexpr std::string_view kRedisScript = R"lua(local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local step = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local after = tat + step
+if after - now <= window then
+  redis.call('SET', KEYS[1], string.format('%.3f', after), 'PX', math.ceil((after - now) / 1000) + 1000)
+  return {1, math.floor((after - now) * 1000)}
+end
+return {0, math.floor((tat - now) * 1000)}
+)lua";
+
+// Keys longer than this go to Redis as their SHA-256: a header value may be
+// kilobytes, and nothing needs it readable.
+constexpr size_t kMaxRedisKeyValue = 128;
+
+std::string hex(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += kDigits[p[i] >> 4];
+    out += kDigits[p[i] & 15];
+  }
+  return out;
+}
+
+std::string digest_hex(const EVP_MD* md, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), out, &n, md, nullptr);
+  return hex(out, n);
+}
+
+// Microseconds as Lua reads them: "12.5" for 12,500 ns.
+std::string micros_text(int64_t ns) {
+  std::string out = std::to_string(ns / 1000);
+  int64_t frac = ns % 1000;
+  if (frac != 0) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, ".%03lld", static_cast<long long>(frac));
+    out += buf;
+  }
+  return out;
+}
 
 // Every metric of the filter, declared once. `filter` is the share name when
 // set, else the instance's label: the table and its numbers go together.
@@ -148,7 +210,7 @@ std::optional<std::string_view> cookie_value(std::string_view header, std::strin
 
 // The backing array of a namespace-scope initializer_list lives as long as the program.
 const std::initializer_list<std::string_view> kOptionKeys = {
-    "key", "rate", "burst", "status", "share", "dry_run", "store", "max_keys"};
+    "key", "rate", "burst", "status", "share", "dry_run", "store", "store_timeout", "max_keys"};
 
 class OptionReader {
  public:
@@ -169,7 +231,7 @@ class OptionReader {
       fail();
     }
     read_share(o);
-    read_store();
+    read_store(o);
     uint32_t max_keys = kDefaultRateLimitMaxKeys;
     if (ctx_.reader.read(s_, "max_keys", max_keys, BucketTable::kMinKeys, kMaxMaxKeys)) {
       o.policy.max_keys = max_keys;
@@ -305,19 +367,26 @@ class OptionReader {
     }
   }
 
-  void read_store() {
+  void read_store(Options& o) {
     std::string store = "local";
     if (!ctx_.reader.read(s_, "store", store)) {
       fail();
       return;
     }
+    config::Duration timeout = std::chrono::milliseconds(50);
+    if (!ctx_.reader.read_duration(s_, "store_timeout", timeout, std::chrono::milliseconds(1))) {
+      fail();
+    }
+    o.store_timeout_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
     if (store == "local") {
       return;
     }
     if (store.starts_with("redis://") || store.starts_with("rediss://")) {
-      // CONFIG.md lists it; a global limit needs the async phase
-      // (ARCHITECTURE.md), which comes with the first filter that waits.
-      error("store", "redis is not supported yet");
+      std::string why;
+      o.redis = store::parse_redis_url(store, why);
+      if (!o.redis) {
+        error("store", why);
+      }
       return;
     }
     error("store", "expected local or redis://host:port, got " + config::Reader::quote(store));
@@ -341,27 +410,48 @@ class RateLimitFilter final : public Filter {
         label_(std::move(label)),
         limit_text_(std::to_string(o_.burst)),
         policy_text_(std::to_string(o_.burst) +
-                     ";w=" + std::to_string(ceil_seconds(o_.policy.burst_ns))) {}
+                     ";w=" + std::to_string(ceil_seconds(o_.policy.burst_ns))),
+        redis_prefix_("ward:rl:" + label_ + ":"),
+        script_sha_(digest_hex(EVP_sha1(), kRedisScript)),
+        step_text_(micros_text(o_.policy.interval_ns)),
+        window_text_(micros_text(o_.policy.burst_ns)) {}
 
   FilterStatus on_request(RequestContext& ctx) override {
+    if (o_.redis) {
+      ctx.store_call.address = &*o_.redis;
+      ctx.store_call.timeout_ns = o_.store_timeout_ns;
+      ctx.store_call.command = store::encode_command(
+          {"EVALSHA", script_sha_, "1", redis_key(ctx), step_text_, window_text_});
+      return FilterStatus::wait;
+    }
     BucketTable::Verdict v = table_->admit(key_of(ctx), ctx.now_ns, o_.policy);
     count_table_changes(ctx.worker, v);
-    if (v.allowed) {
-      metrics_.requests.inc(ctx.worker, {label_, "allowed"});
-      if (!o_.dry_run) {
-        remember(ctx, kAllowed, v.tat_ns);
-      }
+    return decide(ctx, v.allowed, v.tat_ns - ctx.now_ns);
+  }
+
+  // The script's answer. A server that has not seen the script yet says
+  // NOSCRIPT (a restart, a failover, SCRIPT FLUSH): send it whole once.
+  // No answer, or one that makes no sense, lets the request pass (fail
+  // open, as Envoy's and nginx's global limiters do): a Redis outage must
+  // not become an outage of every route behind it.
+  FilterStatus on_store_reply(RequestContext& ctx, const StoreResult& r) override {
+    FilterState& st = *ctx.state;
+    if (r.ok && r.reply->is_error() && r.reply->str.starts_with("NOSCRIPT") && st.b == 0) {
+      st.b = 1;  // sent whole: a second NOSCRIPT is an error
+      ctx.store_call.address = &*o_.redis;
+      ctx.store_call.timeout_ns = o_.store_timeout_ns;
+      ctx.store_call.command = store::encode_command(
+          {"EVAL", kRedisScript, "1", redis_key(ctx), step_text_, window_text_});
+      return FilterStatus::wait;
+    }
+    const store::Reply* reply = r.ok ? r.reply : nullptr;
+    if (reply == nullptr || reply->type != store::Reply::Type::array ||
+        reply->elements.size() != 2 || reply->elements[0].type != store::Reply::Type::integer ||
+        reply->elements[1].type != store::Reply::Type::integer) {
+      metrics_.requests.inc(ctx.worker, {label_, "store_error"});
       return FilterStatus::next;
     }
-    if (o_.dry_run) {
-      // Observe only: the request passes and its response is untouched.
-      metrics_.requests.inc(ctx.worker, {label_, "dry_run"});
-      return FilterStatus::next;
-    }
-    metrics_.requests.inc(ctx.worker, {label_, "limited"});
-    remember(ctx, kLimited, v.tat_ns);
-    ctx.reply(o_.status, "rate_limited");
-    return FilterStatus::stop;
+    return decide(ctx, reply->elements[0].integer == 1, reply->elements[1].integer);
   }
 
   // IETF httpapi RateLimit header fields (separate-header form), on every
@@ -423,13 +513,58 @@ class RateLimitFilter final : public Filter {
     return found;
   }
 
+  // `d`: TAT - now after the decision (see bucket_table.h), ns.
+  FilterStatus decide(RequestContext& ctx, bool allowed, int64_t d) const {
+    if (allowed) {
+      metrics_.requests.inc(ctx.worker, {label_, "allowed"});
+      if (!o_.dry_run) {
+        remember(ctx, kAllowed, d);
+      }
+      return FilterStatus::next;
+    }
+    if (o_.dry_run) {
+      // Observe only: the request passes and its response is untouched.
+      metrics_.requests.inc(ctx.worker, {label_, "dry_run"});
+      return FilterStatus::next;
+    }
+    metrics_.requests.inc(ctx.worker, {label_, "limited"});
+    remember(ctx, kLimited, d);
+    ctx.reply(o_.status, "rate_limited");
+    return FilterStatus::stop;
+  }
+
+  // The bucket's key on the Redis server: "ward:rl:<filter>:<ns>:<value>",
+  // where <filter> is the share name or the instance's label, so ward
+  // instances with the same config count together.
+  std::string redis_key(const RequestContext& ctx) const {
+    std::optional<std::string_view> value;
+    if (o_.source != KeySource::client_ip && ctx.request_headers != nullptr) {
+      value = o_.source == KeySource::header ? header_value(*ctx.request_headers)
+                                             : cookie(*ctx.request_headers);
+    }
+    std::string_view ns = o_.ns;
+    if (!value || value->empty()) {
+      ns = kIpNamespace;
+      value = ctx.client_ip_text;
+    }
+    std::string key = redis_prefix_;
+    key += ns;
+    key += ':';
+    if (value->size() > kMaxRedisKeyValue) {
+      key += "sha256:";
+      key += digest_hex(EVP_sha256(), *value);
+    } else {
+      key += *value;
+    }
+    return key;
+  }
+
   // Stores what on_response needs: whole tokens left and ns to the next
-  // token, derived from the key's TAT (see bucket_table.h). d = TAT - now
-  // is how far the bucket is from full, ns.
-  void remember(RequestContext& ctx, Decided decided, int64_t tat_ns) const {
+  // token, from d = TAT - now, how far the bucket is from full (see
+  // bucket_table.h), ns.
+  void remember(RequestContext& ctx, Decided decided, int64_t d) const {
     int64_t interval = o_.policy.interval_ns;
     int64_t burst_ns = o_.policy.burst_ns;
-    int64_t d = tat_ns - ctx.now_ns;
     int64_t remaining = o_.burst;
     int64_t wait_ns = 0;
     if (d > 0) {
@@ -463,6 +598,11 @@ class RateLimitFilter final : public Filter {
   const std::string label_;  // the metrics' `filter` label
   const std::string limit_text_;
   const std::string policy_text_;
+  // store: redis
+  const std::string redis_prefix_;
+  const std::string script_sha_;   // EVALSHA's name of kRedisScript
+  const std::string step_text_;    // T, microseconds
+  const std::string window_text_;  // burst * T, microseconds
 };
 
 }  // namespace

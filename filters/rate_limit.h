@@ -10,12 +10,17 @@
 //       status: 429         # 400-599
 //       share: api          # filters with the same share name share buckets
 //       dry_run: false      # true: count would-be refusals, change nothing
-//       store: local        # only local; redis://... is refused for now
+//       store: local        # or redis://[[user]:password@]host[:port][/db]
+//       store_timeout: 50ms # waits for Redis at most this, then passes (extension)
 //       max_keys: 100000    # keys tracked at most (ward extension)
 //
 // Every response of the route (when not dry_run) carries RateLimit-Limit,
 // RateLimit-Remaining, RateLimit-Reset and RateLimit-Policy; a refusal is
 // ctx.reply(status, "rate_limited") plus Retry-After.
+//
+// With a Redis store the request phase waits (FilterStatus::wait) for one
+// script call per request; see kRedisScript in rate_limit.cpp. No answer
+// within store_timeout, or a wrong one, lets the request pass.
 
 #include <cstddef>
 #include <memory>

@@ -449,7 +449,11 @@ TEST_F(RateLimitTest, EveryBadOptionIsReportedAtItsValue) {
        "2:8: rate_limit.share: expected a name of 1 to 64 letters, digits, '_' or '-', got ''"},
       {"rate: 1/s\ndry_run: maybe",
        "2:10: rate_limit.dry_run: expected true or false, got 'maybe'"},
-      {"rate: 1/s\nstore: redis://cache:6379", "2:8: rate_limit.store: redis is not supported yet"},
+      {"rate: 1/s\nstore: rediss://cache:6379",
+       "2:8: rate_limit.store: rediss:// (TLS) is not supported yet"},
+      {"rate: 1/s\nstore: redis://cache:99999",
+       "2:8: rate_limit.store: expected a port from 1 to 65535 after ':'"},
+      {"rate: 1/s\nstore_timeout: 0ms", "2:16: rate_limit.store_timeout: must be greater than 0"},
       {"rate: 1/s\nstore: memcached",
        "2:8: rate_limit.store: expected local or redis://host:port, got 'memcached'"},
       {"rate: 1/s\nmax_keys: 10",
@@ -473,6 +477,166 @@ TEST_F(RateLimitTest, EveryGoodOptionIsAccepted) {
       "dry_run: false\nstore: local\nmax_keys: 1000000\n");
   EXPECT_TRUE(f);
   EXPECT_EQ(errors(), std::vector<std::string>{});
+  EXPECT_TRUE(build("rate: 1/s\nstore: redis://:secret@cache:6380/2\nstore_timeout: 20ms\n"));
+  EXPECT_EQ(errors(), std::vector<std::string>{});
+}
+
+// ---------------------------------------------------------------------------
+// store: redis. The filter asks for a script call and decides from its
+// answer; these tests play the codec's part (FilterChain::resume_request)
+// with answers made up the way the script makes them: {allowed, TAT - now}.
+
+class RedisRateLimitTest : public RateLimitTest {
+ protected:
+  static constexpr const char* kRedis = "rate: 30/minute\nburst: 10\nstore: redis://cache:6379\n";
+
+  // The request phase up to the store call. Returns what on_request said.
+  FilterStatus ask(Filter& filter, std::string_view client_ip = "10.0.0.1") {
+    ctx_.reset();
+    ctx_.method = "GET";
+    ctx_.path = "/";
+    ctx_.request_headers = &request_headers_;
+    ctx_.client_ip_text = client_ip;
+    ctx_.now_ns = kT0;
+    state_ = FilterState{};
+    ctx_.state = &state_;
+    return filter.on_request(ctx_);
+  }
+
+  // Hands the filter a store result, as the chain does, then runs the
+  // response phase when the request phase is over. Returns on_store_reply's
+  // status.
+  FilterStatus answer(Filter& filter, const StoreResult& result) {
+    ctx_.store_call.address = nullptr;
+    FilterStatus s = filter.on_store_reply(ctx_, result);
+    if (s != FilterStatus::wait) {
+      ctx_.response_headers = &response_headers_;
+      response_headers_.clear();
+      ctx_.status = ctx_.replied() ? ctx_.reply_status : 200;
+      ctx_.local_reply = ctx_.replied();
+      filter.on_response(ctx_);
+    }
+    return s;
+  }
+  FilterStatus answer(Filter& filter, const store::Reply& reply) {
+    return answer(filter, StoreResult{true, &reply, {}});
+  }
+
+  static store::Reply script_reply(int64_t allowed, int64_t d_ns) {
+    store::Reply r;
+    r.type = store::Reply::Type::array;
+    r.elements.resize(2);
+    r.elements[0].type = r.elements[1].type = store::Reply::Type::integer;
+    r.elements[0].integer = allowed;
+    r.elements[1].integer = d_ns;
+    return r;
+  }
+  static store::Reply error_reply(std::string text) {
+    store::Reply r;
+    r.type = store::Reply::Type::error;
+    r.str = std::move(text);
+    return r;
+  }
+};
+
+TEST_F(RedisRateLimitTest, AsksForTheScriptByItsDigestWithTheBucketKeyAndPolicy) {
+  auto f = build(kRedis);
+  ASSERT_TRUE(f);
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  ASSERT_TRUE(ctx_.waiting());
+  EXPECT_EQ(ctx_.store_call.address->host, "cache");
+  EXPECT_EQ(ctx_.store_call.address->port, 6379);
+  EXPECT_EQ(ctx_.store_call.timeout_ns, 50 * kMs);
+  const std::string& cmd = ctx_.store_call.command;
+  // EVALSHA <40 hex> 1 <key> <T us> <burst * T us>, as RESP bulk strings.
+  ASSERT_TRUE(cmd.starts_with("*6\r\n$7\r\nEVALSHA\r\n$40\r\n")) << cmd;
+  EXPECT_NE(cmd.find("\r\n$1\r\n1\r\n$34\r\nward:rl:api.rate_limit:ip:10.0.0.1\r\n"
+                     "$7\r\n2000000\r\n$8\r\n20000000\r\n"),
+            std::string::npos)
+      << cmd;
+  EXPECT_FALSE(ctx_.replied());
+}
+
+TEST_F(RedisRateLimitTest, AllowedAnswerCarriesTheHeadersOfTheSharedBucket) {
+  auto f = build(kRedis);
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  // 4 tokens used across the instances: TAT is 8 s ahead after this one.
+  EXPECT_EQ(answer(*f, script_reply(1, 8 * kSecond)), FilterStatus::next);
+  EXPECT_FALSE(ctx_.replied());
+  EXPECT_EQ(response("RateLimit-Limit"), "10");
+  EXPECT_EQ(response("RateLimit-Remaining"), "6");
+  EXPECT_EQ(response("RateLimit-Reset"), "2");
+  EXPECT_EQ(response("Retry-After"), "<absent>");
+  EXPECT_EQ(requests("api.rate_limit", "allowed"), 1u);
+}
+
+TEST_F(RedisRateLimitTest, RefusedAnswerIsA429WithRetryAfter) {
+  auto f = build(kRedis);
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  EXPECT_EQ(answer(*f, script_reply(0, 20 * kSecond - 500 * kMs)), FilterStatus::stop);
+  EXPECT_EQ(ctx_.reply_status, 429);
+  EXPECT_EQ(ctx_.reply_error, "rate_limited");
+  EXPECT_EQ(response("RateLimit-Remaining"), "0");
+  EXPECT_EQ(response("Retry-After"), "2");  // 1.5 s, rounded up
+  EXPECT_EQ(requests("api.rate_limit", "limited"), 1u);
+}
+
+TEST_F(RedisRateLimitTest, DryRunPassesWhatTheStoreRefuses) {
+  auto f = build(std::string(kRedis) + "dry_run: true\n");
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  EXPECT_EQ(answer(*f, script_reply(0, 20 * kSecond)), FilterStatus::next);
+  EXPECT_FALSE(ctx_.replied());
+  EXPECT_EQ(response("RateLimit-Remaining"), "<absent>");
+  EXPECT_EQ(requests("api.rate_limit", "dry_run"), 1u);
+}
+
+TEST_F(RedisRateLimitTest, NoScriptSendsTheScriptOnceThenGivesUp) {
+  auto f = build(kRedis);
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  EXPECT_EQ(answer(*f, error_reply("NOSCRIPT No matching script.")), FilterStatus::wait);
+  ASSERT_TRUE(ctx_.waiting());
+  EXPECT_TRUE(ctx_.store_call.command.starts_with("*6\r\n$4\r\nEVAL\r\n"))
+      << ctx_.store_call.command;
+  EXPECT_NE(ctx_.store_call.command.find("redis.call('TIME')"), std::string::npos);
+  // A server that still says NOSCRIPT to EVAL is broken: pass, counted.
+  EXPECT_EQ(answer(*f, error_reply("NOSCRIPT again")), FilterStatus::next);
+  EXPECT_FALSE(ctx_.replied());
+  EXPECT_EQ(requests("api.rate_limit", "store_error"), 1u);
+}
+
+TEST_F(RedisRateLimitTest, NoAnswerOrANonsenseAnswerLetsTheRequestPass) {
+  auto f = build(kRedis);
+  store::Reply text;
+  text.type = store::Reply::Type::string;
+  text.str = "1";
+  const StoreResult timeout{false, nullptr, "timeout"};
+  for (const StoreResult& r : {timeout, StoreResult{true, &text, {}}}) {
+    ASSERT_EQ(ask(*f), FilterStatus::wait);
+    EXPECT_EQ(answer(*f, r), FilterStatus::next);
+    EXPECT_FALSE(ctx_.replied());
+    EXPECT_EQ(response("RateLimit-Limit"), "<absent>");  // nothing known to say
+  }
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  EXPECT_EQ(answer(*f, error_reply("OOM command not allowed")), FilterStatus::next);
+  EXPECT_EQ(requests("api.rate_limit", "store_error"), 3u);
+  EXPECT_EQ(requests("api.rate_limit", "allowed"), 0u);
+}
+
+TEST_F(RedisRateLimitTest, KeysAreByShareNameAndLongValuesByDigest) {
+  auto f = build(std::string(kRedis) + "share: login\nkey: header:X-User\n");
+  request_headers_.add("X-User", "alice");
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  EXPECT_NE(ctx_.store_call.command.find("$28\r\nward:rl:login:h:x-user:alice\r\n"),
+            std::string::npos)
+      << ctx_.store_call.command;
+  request_headers_.clear();
+  request_headers_.add("X-User", std::string(500, 'u'));
+  ASSERT_EQ(ask(*f), FilterStatus::wait);
+  // "ward:rl:login:h:x-user:sha256:" and 64 hex digits
+  EXPECT_NE(ctx_.store_call.command.find("$94\r\nward:rl:login:h:x-user:sha256:"),
+            std::string::npos)
+      << ctx_.store_call.command;
+  EXPECT_EQ(ctx_.store_call.command.find("uuuu"), std::string::npos);
 }
 
 // ---------------------------------------------------------------------------
