@@ -34,14 +34,7 @@ class RateLimitTest : public ::testing::Test {
   // the local reply. Returns the response status. The request carries
   // request_headers_; the response's fields are in response_headers_.
   int send(Filter& filter, int64_t now_ns, std::string_view client_ip = "10.0.0.1") {
-    ctx_.reset();
-    ctx_.method = "GET";
-    ctx_.path = "/";
-    ctx_.request_headers = &request_headers_;
-    ctx_.client_ip_text = client_ip;
-    ctx_.now_ns = now_ns;
-    state_ = FilterState{};
-    ctx_.state = &state_;
+    begin(now_ns, client_ip);
     FilterStatus status = filter.on_request(ctx_);
     EXPECT_EQ(status == FilterStatus::stop, ctx_.replied());
     ctx_.response_headers = &response_headers_;
@@ -53,6 +46,19 @@ class RateLimitTest : public ::testing::Test {
     ctx_.local_reply = ctx_.replied();
     filter.on_response(ctx_);
     return ctx_.status;
+  }
+
+  // A fresh context for a request from `client_ip` at `now_ns`, as the
+  // codec prepares it for the request phase.
+  void begin(int64_t now_ns, std::string_view client_ip) {
+    ctx_.reset();
+    ctx_.method = "GET";
+    ctx_.path = "/";
+    ctx_.request_headers = &request_headers_;
+    ctx_.client_ip_text = client_ip;
+    ctx_.now_ns = now_ns;
+    state_ = FilterState{};
+    ctx_.state = &state_;
   }
 
   // Sends until a request is refused (at most `limit`); returns how many passed.
@@ -492,14 +498,7 @@ class RedisRateLimitTest : public RateLimitTest {
 
   // The request phase up to the store call. Returns what on_request said.
   FilterStatus ask(Filter& filter, std::string_view client_ip = "10.0.0.1") {
-    ctx_.reset();
-    ctx_.method = "GET";
-    ctx_.path = "/";
-    ctx_.request_headers = &request_headers_;
-    ctx_.client_ip_text = client_ip;
-    ctx_.now_ns = kT0;
-    state_ = FilterState{};
-    ctx_.state = &state_;
+    begin(kT0, client_ip);
     return filter.on_request(ctx_);
   }
 
