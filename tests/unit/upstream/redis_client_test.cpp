@@ -355,7 +355,7 @@ TEST(RedisClientTest, DestroyingTheClientWhileConnecting) {
       std::make_unique<RedisClient>(io.get_executor(), address(server.port()), fast_options());
   Outcome out;
   spawn_call(io, *client, store::encode_command({"GET", "k"}), 10s, out);
-  io.poll();  // the call starts, and the connect with it (the lookup is on another thread)
+  io.poll();  // the call starts, and the connect with it
   io.restart();
   client.reset();
   ASSERT_TRUE(run_until(io, [&] { return out.done; }));
