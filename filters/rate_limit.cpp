@@ -64,8 +64,12 @@ struct Options {
 // microseconds as Lua numbers (doubles: a quarter-microsecond resolution at
 // today's epoch). ARGV: T and burst * T in microseconds. Returns {allowed,
 // TAT - now in ns} after the decision, which is what remember() takes.
-// A key expires a second after its bucket is full again.
-constexpr std::string_view kRedisScript = R"lua(local t = redis.call('TIME')
+// A key expires a second after its bucket is full again. Redis 3.2 to 4
+// refuse a write after TIME unless the script replicates its effects
+// (the default from Redis 5 on, where the call is a no-op).
+constexpr std::string_view kRedisScript =
+    R"lua(if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local step = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
