@@ -120,14 +120,15 @@ std::string micros_text(int64_t ns) {
 // Every metric of the filter, declared once. `filter` is the share name when
 // set, else the instance's label: the table and its numbers go together.
 struct RateLimitMetrics {
-  observe::CounterFamily& requests;   // {filter, result=allowed|limited|dry_run}
+  observe::CounterFamily& requests;   // {filter, result=allowed|limited|dry_run|store_error}
   observe::GaugeFamily& keys;         // {filter}: keys in the table
   observe::CounterFamily& evictions;  // {filter}: live buckets dropped at max_keys
 
   explicit RateLimitMetrics(observe::Registry& r)
       : requests(r.counter("ward_ratelimit_requests_total",
                            "Requests judged by rate_limit filters, by result (dry_run: would "
-                           "have been limited, passed)",
+                           "have been limited, passed; store_error: no answer from the Redis "
+                           "store, passed)",
                            {"filter", "result"})),
         keys(r.gauge("ward_ratelimit_keys", "Keys tracked in a rate_limit bucket table",
                      {"filter"})),
