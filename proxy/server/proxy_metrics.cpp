@@ -74,7 +74,14 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
                           {"upstream", "server"})),
       dns_lookups(r.counter("ward_upstream_dns_lookups_total",
                             "Lookups of upstream server names, by result (ok, fail).",
-                            {"upstream", "host", "result"})) {}
+                            {"upstream", "host", "result"})),
+      store_calls(r.counter("ward_store_calls_total",
+                            "Calls to a shared store (rate_limit store: redis://), by result "
+                            "(ok, error_reply, timeout, unavailable, overloaded).",
+                            {"store", "result"})),
+      store_call_duration(r.histogram("ward_store_call_duration_seconds",
+                                      "Time a request waited for a shared store's answer.",
+                                      {"store"}, observe::default_latency_buckets())) {}
 
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {

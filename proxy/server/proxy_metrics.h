@@ -36,6 +36,8 @@ struct ProxyMetrics {
   observe::GaugeFamily& server_healthy;           // upstream, server; main thread
   observe::CounterFamily& ejections;              // upstream, server
   observe::CounterFamily& dns_lookups;            // upstream, host, result; main thread
+  observe::CounterFamily& store_calls;            // store, result
+  observe::HistogramFamily& store_call_duration;  // store
 };
 
 // "200" for 200: label values for status codes without formatting per request.

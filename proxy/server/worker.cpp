@@ -179,12 +179,22 @@ upstream::RedisClient& Worker::redis(const store::RedisAddress& address) {
 }
 
 void Worker::note_redis_result(const store::RedisAddress& address,
-                               const upstream::RedisClient::Result& result) {
+                               const upstream::RedisClient::Result& result, double seconds) {
   auto& entry = redis_entry(address);
   // NOSCRIPT is routine (the caller sends the script itself next); any
   // other error reply means the store did not do the work.
   const bool error_reply = result.ok && result.reply.is_error() &&
                            !std::string_view(result.reply.str).starts_with("NOSCRIPT");
+  std::string_view outcome = "ok";
+  if (error_reply) {
+    outcome = "error_reply";
+  } else if (!result.ok) {
+    // RedisClient's errors: "timeout", "overloaded", "unavailable: <why>".
+    std::string_view e = result.error;
+    outcome = e == "timeout" || e == "overloaded" ? e : std::string_view("unavailable");
+  }
+  shared_.metrics->store_calls.inc(index_, {address.display, outcome});
+  shared_.metrics->store_call_duration.observe(index_, {address.display}, seconds);
   if (error_reply) {
     std::string why = "error reply: " + result.reply.str.substr(0, 200);
     if (entry.failing != why) {

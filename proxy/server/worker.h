@@ -118,8 +118,9 @@ class Worker {
   upstream::RedisClient& redis(const store::RedisAddress& address);
   // Logs a failed call to that store, once per run of the same error, and
   // the first success after failures.
+  // Counts it in ward_store_calls_total and _duration_seconds (`seconds`).
   void note_redis_result(const store::RedisAddress& address,
-                         const upstream::RedisClient::Result& result);
+                         const upstream::RedisClient::Result& result, double seconds);
   ParkingLot& parking() { return *parking_; }
   void register_session(H1Session& s);
   void unregister_session(H1Session& s);

@@ -91,6 +91,11 @@ def test_two_instances_share_one_burst(group, app):
     assert b.get("/").status == 429
     assert a.metrics().value("ward_ratelimit_requests_total", result="limited") == 1
     assert b.metrics().value("ward_ratelimit_requests_total", result="allowed") == 2
+    # a's calls: EVALSHA, NOSCRIPT, so EVAL (the first on this server), and
+    # EVALSHA for the refusal.
+    store = f"redis://{HOST}:{redis.port}/0"
+    assert a.metrics().value("ward_store_calls_total", store=store, result="ok") == 3
+    assert a.metrics().value("ward_store_call_duration_seconds_count", store=store) == 3
     # The bucket lives on the server, under the filter's label.
     assert redis.command("EXISTS", f"ward:rl:api.rate_limit:ip:{HOST}") == ":1"
 
@@ -141,7 +146,9 @@ def test_redis_down_fails_open_then_limits_again(group, app):
     assert r.status == 200
     assert not r.has_header("RateLimit-Remaining")
     assert statuses(w, 3) == [200, 200, 200]
-    assert w.metrics().value("ward_ratelimit_requests_total", result="store_error") >= 4
+    m = w.metrics()
+    assert m.value("ward_ratelimit_requests_total", result="store_error") >= 4
+    assert m.value("ward_store_calls_total", result="unavailable") >= 4
     wait_for(lambda: f"store redis://{HOST}:{redis.port}/0:" in w.stderr_text(), 10,
              "the store failure in the log")
     # Back (empty, as after a restart without persistence): limiting
@@ -163,6 +170,8 @@ def test_unreachable_store_answers_within_the_timeout(group, app):
         for _ in range(3):
             r = w.get("/", timeout=5)
             assert r.status == 200
-        assert w.metrics().value("ward_ratelimit_requests_total", result="store_error") == 3
+        m = w.metrics()
+        assert m.value("ward_ratelimit_requests_total", result="store_error") == 3
+        assert m.value("ward_store_calls_total", result="timeout") == 3
     finally:
         silent.close()
