@@ -215,13 +215,13 @@ asio::awaitable<size_t> RequestHandler::wait_on_store(const filters::FilterChain
                                                       size_t first_state, size_t ran) {
   auto& ctx = rs_->ctx;
   while (ctx.waiting()) {
-    auto& client = worker_.redis(*ctx.store_call.address);
+    Worker::RedisStore& store = worker_.redis(*ctx.store_call.address);
     auto timeout = std::chrono::nanoseconds(ctx.store_call.timeout_ns);
     auto start = std::chrono::steady_clock::now();
     upstream::RedisClient::Result r =
-        co_await client.call(std::move(ctx.store_call.command), timeout);
+        co_await store.client->call(std::move(ctx.store_call.command), timeout);
     std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
-    worker_.note_redis_result(*ctx.store_call.address, r, waited.count());
+    worker_.note_redis_result(store, r, waited.count());
     filters::StoreResult result{r.ok, &r.reply, r.error};
     ran = chain.resume_request(ctx, rs_->states.data() + first_state, ran, result);
   }

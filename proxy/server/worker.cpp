@@ -161,7 +161,7 @@ WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>&
   return wu;
 }
 
-Worker::RedisEntry& Worker::redis_entry(const store::RedisAddress& address) {
+Worker::RedisStore& Worker::redis(const store::RedisAddress& address) {
   std::string key = address.display;
   key += '\n';
   key += address.user;
@@ -174,13 +174,9 @@ Worker::RedisEntry& Worker::redis_entry(const store::RedisAddress& address) {
   return entry;
 }
 
-upstream::RedisClient& Worker::redis(const store::RedisAddress& address) {
-  return *redis_entry(address).client;
-}
-
-void Worker::note_redis_result(const store::RedisAddress& address,
-                               const upstream::RedisClient::Result& result, double seconds) {
-  auto& entry = redis_entry(address);
+void Worker::note_redis_result(RedisStore& entry, const upstream::RedisClient::Result& result,
+                               double seconds) {
+  const store::RedisAddress& address = entry.client->address();
   // NOSCRIPT is routine (the caller sends the script itself next); any
   // other error reply means the store did not do the work.
   const bool error_reply = result.ok && result.reply.is_error() &&

@@ -115,12 +115,17 @@ class Worker {
   upstream::ConnectionPool& pool() { return pool_; }
   // The worker's client for a Redis store (rate_limit `store:`), made on
   // first use and kept across reloads: one connection per worker and server.
-  upstream::RedisClient& redis(const store::RedisAddress& address);
-  // Logs a failed call to that store, once per run of the same error, and
-  // the first success after failures.
-  // Counts it in ward_store_calls_total and _duration_seconds (`seconds`).
-  void note_redis_result(const store::RedisAddress& address,
-                         const upstream::RedisClient::Result& result, double seconds);
+  // The reference stays valid until ~Worker.
+  struct RedisStore {
+    std::unique_ptr<upstream::RedisClient> client;
+    std::string failing;  // the error last logged; "" while calls succeed
+  };
+  RedisStore& redis(const store::RedisAddress& address);
+  // Counts a call to that store in ward_store_calls_total and
+  // _duration_seconds (`seconds`); logs a failure once per run of the same
+  // error, and the first success after failures.
+  void note_redis_result(RedisStore& store, const upstream::RedisClient::Result& result,
+                         double seconds);
   ParkingLot& parking() { return *parking_; }
   void register_session(H1Session& s);
   void unregister_session(H1Session& s);
@@ -171,12 +176,7 @@ class Worker {
   std::unordered_map<const upstream::UpstreamState*, WorkerUpstream> upstreams_;
   upstream::ConnectionPool pool_;
   // By address and credentials. Reset before io_ in ~Worker (I/O objects).
-  struct RedisEntry {
-    std::unique_ptr<upstream::RedisClient> client;
-    std::string failing;  // the error last logged; "" while calls succeed
-  };
-  RedisEntry& redis_entry(const store::RedisAddress& address);
-  std::unordered_map<std::string, RedisEntry> redis_;
+  std::unordered_map<std::string, RedisStore> redis_;
   util::IntrusiveList<H1Session, SessionListTag> sessions_;
   std::atomic<size_t> open_sessions_{0};
   std::atomic<size_t> incoming_{0};  // handed over, still in the mailbox
