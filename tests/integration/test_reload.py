@@ -38,6 +38,9 @@ def test_new_requests_use_the_new_config_and_open_connections_keep_working(group
     assert conn.read_response().header("X-Whoami") == "a"
     slow = ward.conn()  # a request in flight across the reload
     slow.send(b"GET /?delay=700 HTTP/1.1\r\nHost: x\r\n\r\n")
+    # In flight means forwarded: under ThreadSanitizer ward may read the
+    # request only after the reload unless the test waits for it to reach a.
+    wait_for(lambda: a.requests() == 2, 5, "the slow request to reach a")
 
     write_config(ward, base_config({"app": [b]}, limits={"request_timeout": "5s"}))
     hup_and_wait(ward, 1)
