@@ -482,8 +482,13 @@ class RateLimitFilter final : public Filter {
   }
 
  private:
-  // The bucket this request counts against.
-  uint64_t key_of(const RequestContext& ctx) const {
+  // The bucket this request counts against: its namespace and value.
+  struct BucketName {
+    std::string_view ns;
+    std::string_view value;
+  };
+
+  BucketName bucket_of(const RequestContext& ctx) const {
     std::optional<std::string_view> value;
     if (o_.source != KeySource::client_ip && ctx.request_headers != nullptr) {
       value = o_.source == KeySource::header ? header_value(*ctx.request_headers)
@@ -493,9 +498,14 @@ class RateLimitFilter final : public Filter {
     // counts as missing, or every client sending an empty one would share
     // (and drain) a single bucket.
     if (value && !value->empty()) {
-      return table_->key(o_.ns, *value);
+      return {o_.ns, *value};
     }
-    return table_->key(kIpNamespace, ctx.client_ip_text);
+    return {kIpNamespace, ctx.client_ip_text};
+  }
+
+  uint64_t key_of(const RequestContext& ctx) const {
+    const BucketName b = bucket_of(ctx);
+    return table_->key(b.ns, b.value);
   }
 
   std::optional<std::string_view> header_value(const http::HeaderList& headers) const {
@@ -542,24 +552,15 @@ class RateLimitFilter final : public Filter {
   // where <filter> is the share name or the instance's label, so ward
   // instances with the same config count together.
   std::string redis_key(const RequestContext& ctx) const {
-    std::optional<std::string_view> value;
-    if (o_.source != KeySource::client_ip && ctx.request_headers != nullptr) {
-      value = o_.source == KeySource::header ? header_value(*ctx.request_headers)
-                                             : cookie(*ctx.request_headers);
-    }
-    std::string_view ns = o_.ns;
-    if (!value || value->empty()) {
-      ns = kIpNamespace;
-      value = ctx.client_ip_text;
-    }
+    const BucketName b = bucket_of(ctx);
     std::string key = redis_prefix_;
-    key += ns;
+    key += b.ns;
     key += ':';
-    if (value->size() > kMaxRedisKeyValue) {
+    if (b.value.size() > kMaxRedisKeyValue) {
       key += "sha256:";
-      key += digest_hex(EVP_sha256(), *value);
+      key += digest_hex(EVP_sha256(), b.value);
     } else {
-      key += *value;
+      key += b.value;
     }
     return key;
   }
