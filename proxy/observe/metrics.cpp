@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -22,7 +23,7 @@ namespace {
 // FNV-1a over every value, with a separator byte after each one so that
 // ("ab", "") and ("a", "b") hash differently. A collision only costs an extra
 // comparison: lookups always compare the values themselves.
-uint64_t hash_labels(Labels labels) {
+uint64_t hash_labels(LabelValues labels) {
   constexpr uint64_t kOffset = 14695981039346656037ull;
   constexpr uint64_t kPrime = 1099511628211ull;
   uint64_t h = kOffset;
@@ -37,7 +38,7 @@ uint64_t hash_labels(Labels labels) {
   return h;
 }
 
-bool same_labels(Labels labels, const std::vector<std::string>& values) {
+bool same_labels(LabelValues labels, const std::vector<std::string>& values) {
   return std::equal(labels.begin(), labels.end(), values.begin(), values.end(),
                     [](std::string_view a, const std::string& b) { return a == b; });
 }
@@ -208,7 +209,8 @@ struct HistogramCell {
 // counters never share a line.
 template <class Cell>
 struct alignas(64) Series {
-  Series(Labels labels, size_t cell_arg) : values(labels.begin(), labels.end()), cell(cell_arg) {}
+  Series(LabelValues labels, size_t cell_arg)
+      : values(labels.begin(), labels.end()), cell(cell_arg) {}
   const std::vector<std::string> values;  // label values as given
   Cell cell;
 };
@@ -222,7 +224,7 @@ template <class Cell>
 class alignas(64) ShardTable {
  public:
   // Owner thread only. No lock and no allocation when the series exists.
-  Cell& find_or_create(Labels labels, size_t cell_arg) {
+  Cell& find_or_create(LabelValues labels, size_t cell_arg) {
     // The request path updates the same few series over and over (its
     // route, status 200, the upstream's servers): the series found last are
     // compared first, which skips hashing the values and probing the map
@@ -248,11 +250,39 @@ class alignas(64) ShardTable {
     return found->cell;
   }
 
-  // Any thread.
-  const Cell* find_shared(Labels labels, uint64_t hash) const {
+  // Owner thread only: the series leaves this shard. A scrape holds mu_ while
+  // it reads cells, so none is reading this one when it is freed.
+  void remove(LabelValues labels) {
+    const uint64_t hash = hash_labels(labels);
+    Series<Cell>* found = find(labels, hash);
+    if (found == nullptr) {
+      return;
+    }
+    for (Series<Cell>*& s : recent_) {
+      if (s == found) {
+        s = nullptr;
+      }
+    }
+    std::unique_ptr<Series<Cell>> owned;  // freed after the lock is released
     std::lock_guard lock(mu_);
-    const Series<Cell>* s = find(labels, hash);
-    return s != nullptr ? &s->cell : nullptr;
+    auto [it, end] = index_.equal_range(hash);
+    for (; it != end; ++it) {
+      if (it->second.get() == found) {
+        owned = std::move(it->second);
+        index_.erase(it);
+        break;
+      }
+    }
+  }
+
+  // Any thread: f(cell) under the lock when the series exists, so the owner
+  // cannot remove it meanwhile.
+  template <class F>
+  void read_shared(LabelValues labels, uint64_t hash, F&& f) const {
+    std::lock_guard lock(mu_);
+    if (const Series<Cell>* s = find(labels, hash)) {
+      f(s->cell);
+    }
   }
 
   // Any thread: f(label values, cell) for every series.
@@ -265,7 +295,7 @@ class alignas(64) ShardTable {
   }
 
  private:
-  Series<Cell>* find(Labels labels, uint64_t hash) const {
+  Series<Cell>* find(LabelValues labels, uint64_t hash) const {
     auto [it, end] = index_.equal_range(hash);
     for (; it != end; ++it) {
       if (same_labels(labels, it->second->values)) {
@@ -279,7 +309,7 @@ class alignas(64) ShardTable {
 
   mutable std::mutex mu_;
   std::unordered_multimap<uint64_t, std::unique_ptr<Series<Cell>>> index_;
-  // Owner thread only (no lock): series are never removed, so these stay valid.
+  // Owner thread only (no lock); remove() clears a pointer to the series it frees.
   std::array<Series<Cell>*, kRecent> recent_{};
   size_t next_recent_ = 0;
 };
@@ -344,7 +374,7 @@ class FamilyBase {
 
   // Checks a call's labels; a wrong count is a programming error (assert in
   // debug builds) and the update is ignored rather than crash a worker.
-  bool labels_ok(Labels labels) const {
+  bool labels_ok(LabelValues labels) const {
     bool ok = labels.size() == label_names_.size();
     assert(ok && "label value count differs from the family's label names");
     return ok;
@@ -408,9 +438,8 @@ class CounterFamilyImpl final : public CounterFamily, public FamilyBase {
     uint64_t sum = 0;
     uint64_t h = hash_labels(labels);
     for (const auto& shard : shards_) {
-      if (const CounterCell* c = shard->find_shared(labels, h)) {
-        sum += c->value.load(std::memory_order_relaxed);
-      }
+      shard->read_shared(
+          labels, h, [&](const CounterCell& c) { sum += c.value.load(std::memory_order_relaxed); });
     }
     return sum;
   }
@@ -458,13 +487,22 @@ class GaugeFamilyImpl final : public GaugeFamily, public FamilyBase {
     }
   }
 
+  void remove(size_t shard, LabelValues labels) override {
+    if (!labels_ok(labels)) {
+      return;
+    }
+    assert(shard < shards_.size() && "shard index out of range");
+    if (shard < shards_.size()) {
+      shards_[shard]->remove(labels);
+    }
+  }
+
   int64_t value(Labels labels) const override {
     int64_t sum = 0;
     uint64_t h = hash_labels(labels);
     for (const auto& shard : shards_) {
-      if (const GaugeCell* c = shard->find_shared(labels, h)) {
-        sum += c->value.load(std::memory_order_relaxed);
-      }
+      shard->read_shared(
+          labels, h, [&](const GaugeCell& c) { sum += c.value.load(std::memory_order_relaxed); });
     }
     return sum;
   }
@@ -484,7 +522,7 @@ class GaugeFamilyImpl final : public GaugeFamily, public FamilyBase {
   }
 
  private:
-  GaugeCell* cell(size_t shard, Labels labels) {
+  GaugeCell* cell(size_t shard, LabelValues labels) {
     if (!labels_ok(labels)) {
       return nullptr;
     }
@@ -538,11 +576,11 @@ class HistogramFamilyImpl final : public HistogramFamily, public FamilyBase {
     uint64_t n = 0;
     uint64_t h = hash_labels(labels);
     for (const auto& shard : shards_) {
-      if (const HistogramCell* c = shard->find_shared(labels, h)) {
-        for (size_t i = 0; i < c->size; ++i) {
-          n += c->counts[i].load(std::memory_order_relaxed);
+      shard->read_shared(labels, h, [&](const HistogramCell& c) {
+        for (size_t i = 0; i < c.size; ++i) {
+          n += c.counts[i].load(std::memory_order_relaxed);
         }
-      }
+      });
     }
     return n;
   }
@@ -720,6 +758,22 @@ std::string Registry::render() const {
     family->render(out);
   }
   return out;
+}
+
+void GaugeExport::set(Labels labels, int64_t v) {
+  family_.set(shard_, labels, v);
+  current_.emplace(labels.begin(), labels.end());
+}
+
+void GaugeExport::finish() {
+  for (const auto& values : exported_) {
+    if (!current_.contains(values)) {
+      const std::vector<std::string_view> views(values.begin(), values.end());
+      family_.remove(shard_, views);
+    }
+  }
+  exported_ = std::move(current_);
+  current_.clear();
 }
 
 // Prometheus' usual buckets, from 5 ms, and two below them: a proxied

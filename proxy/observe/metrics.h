@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +26,8 @@
 namespace ward::observe {
 
 using Labels = std::initializer_list<std::string_view>;
+// Label values held elsewhere (a Labels list converts to it).
+using LabelValues = std::span<const std::string_view>;
 
 class CounterFamily {
  public:
@@ -40,7 +44,31 @@ class GaugeFamily {
   virtual void add(size_t shard, Labels labels, int64_t delta) = 0;
   // Sets this shard's part (other shards keep theirs); for main-thread gauges.
   virtual void set(size_t shard, Labels labels, int64_t v) = 0;
+  // Drops this shard's part of the series (other shards keep theirs). Only
+  // the thread that updates the shard may call it.
+  virtual void remove(size_t shard, LabelValues labels) = 0;
   virtual int64_t value(Labels labels) const = 0;
+};
+
+// Keeps one shard of a gauge family equal to a full export of something
+// that changes (the servers of health-checked upstreams, the certificates
+// served): each pass sets every series that exists now, and finish() removes
+// those an earlier pass set and this one did not. A server that left its
+// upstream or a certificate replaced by another then leaves /metrics
+// instead of showing its last value forever (an alert on it would never
+// clear). Used by one thread, the shard's owner.
+class GaugeExport {
+ public:
+  GaugeExport(GaugeFamily& family, size_t shard) : family_(family), shard_(shard) {}
+
+  void set(Labels labels, int64_t v);
+  void finish();
+
+ private:
+  GaugeFamily& family_;
+  const size_t shard_;
+  std::set<std::vector<std::string>> exported_;  // by the passes before this one
+  std::set<std::vector<std::string>> current_;   // by this pass so far
 };
 
 class HistogramFamily {
