@@ -46,6 +46,9 @@ struct Server::Impl {
   asio::io_context io{1};
   observe::Registry registry;
   ProxyMetrics metrics{registry};
+  // The main thread's gauges of things a reload or a DNS answer can remove.
+  observe::GaugeExport health_export{metrics.server_healthy, 0};
+  observe::GaugeExport expiry_export{metrics.tls_certificate_expiry, 0};
   std::unique_ptr<observe::AccessLog> access_log;
   upstream::UpstreamRegistry upstreams;
   filters::FilterRegistry filter_registry;
@@ -91,7 +94,7 @@ struct Server::Impl {
   void schedule_heap_trim();
   void start_health_checks();
   void start_dns();
-  void export_health(const config::Upstream& u);
+  void export_health();
   void reload_certificates();
   bool reload_tls(const config::Config& c);
   void reload_config();
@@ -300,7 +303,7 @@ bool Server::Impl::build_tls() {
   if (!problems.errors.empty()) {
     return false;
   }
-  tls->export_expiry(metrics);
+  tls->export_expiry(expiry_export);
   schedule_ticket_rotation();
   return true;
 }
@@ -370,15 +373,24 @@ void Server::Impl::start_health_checks() {
     }
     // Snapshot::build gave every upstream of the file its state.
     health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), false);
-    export_health(u);
   }
+  export_health();
 }
 
-void Server::Impl::export_health(const config::Upstream& u) {
-  for (const auto& h : upstreams.find(u.name)->hosts()->hosts) {
-    bool healthy = h.stats->healthy.load(std::memory_order_relaxed);
-    metrics.server_healthy.set(0, {u.name, h.name}, healthy ? 1 : 0);
+// ward_upstream_server_healthy for every server of every health-checked
+// upstream, and none for a server that left (a reload, a DNS answer) or an
+// upstream whose checks a reload turned off.
+void Server::Impl::export_health() {
+  for (const auto& u : config->upstreams) {
+    if (!u.health_check) {
+      continue;
+    }
+    for (const auto& h : upstreams.find(u.name)->hosts()->hosts) {
+      bool healthy = h.stats->healthy.load(std::memory_order_relaxed);
+      health_export.set({u.name, h.name}, healthy ? 1 : 0);
+    }
   }
+  health_export.finish();
 }
 
 // Upstreams with DNS names get their servers here, on the main thread
@@ -407,7 +419,7 @@ void Server::Impl::start_dns() {
       // Servers from the first lookups count as known at start; later ones
       // join after their first passing check (CONFIG.md).
       health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), !first);
-      export_health(u);
+      export_health();
     }
   };
   dns = std::make_unique<upstream::DnsDiscovery>(io, nullptr, std::move(events),
@@ -492,9 +504,6 @@ void Server::Impl::restart_health_checks(const config::Config& before) {
       for (const auto& h : upstreams.find(old.name)->hosts()->hosts) {
         h.stats->healthy.store(true, std::memory_order_relaxed);
       }
-      if (now) {
-        export_health(*now);
-      }
     }
   }
   for (const auto& u : config->upstreams) {
@@ -509,8 +518,8 @@ void Server::Impl::restart_health_checks(const config::Config& before) {
       health->forget(u.name);  // new settings: loops start again, verdicts kept
     }
     health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), same);
-    export_health(u);
   }
+  export_health();
 }
 
 // Certificates renewed on disk (certbot) are served to new handshakes; open
@@ -532,7 +541,7 @@ bool Server::Impl::reload_tls(const config::Config& c) {
     log->error("certificate reload: {}; the listener keeps its current certificates",
                e.to_string());
   }
-  tls->export_expiry(metrics);
+  tls->export_expiry(expiry_export);
   return problems.errors.empty();
 }
 

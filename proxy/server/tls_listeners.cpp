@@ -59,17 +59,17 @@ Clock::time_point TlsListeners::rotate_ticket_keys() {
   return std::min(ring_->next_rotation(), Clock::now() + std::chrono::minutes(1));
 }
 
-void TlsListeners::export_expiry(ProxyMetrics& metrics) const {
+void TlsListeners::export_expiry(observe::GaugeExport& expiry) const {
   for (const auto& slot : slots_) {
     if (!slot) {
       continue;
     }
     auto current = slot->current();
     for (const auto& cert : current->certificates()) {
-      metrics.tls_certificate_expiry.set(0, {current->listener_name(), cert.cert_path},
-                                         cert.not_after);
+      expiry.set({current->listener_name(), cert.cert_path}, cert.not_after);
     }
   }
+  expiry.finish();
 }
 
 }  // namespace ward::server

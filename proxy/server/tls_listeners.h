@@ -12,7 +12,7 @@
 
 #include "proxy/config/config.h"
 #include "proxy/config/loader.h"
-#include "proxy/server/proxy_metrics.h"
+#include "proxy/observe/metrics.h"
 #include "proxy/tls/server_contexts.h"
 #include "proxy/tls/ticket_key_ring.h"
 
@@ -38,7 +38,9 @@ class TlsListeners {
   Problems reload(const config::Config& config);
   // Timer: rotates session ticket keys when due; returns when to call again.
   std::chrono::steady_clock::time_point rotate_ticket_keys();
-  void export_expiry(ProxyMetrics& metrics) const;
+  // ward_tls_certificate_expiry_seconds for the certificates served now; a
+  // certificate no listener serves any more leaves the metric.
+  void export_expiry(observe::GaugeExport& expiry) const;
 
  private:
   std::shared_ptr<tls::TicketKeyRing> ring_;

@@ -7,7 +7,7 @@ takes out a server whose live traffic fails, for ejection_time, and
 import collections
 import re
 
-from harness import base_config, free_port, wait_for
+from harness import HOST, base_config, free_port, wait_for
 from test_tls import Pki
 from test_upstreams import ClosingUpstream
 
@@ -65,6 +65,30 @@ def test_a_failing_server_leaves_and_returns(group, tmp_path):
              "a to pass its checks again")
     assert set(served_by(ward, 10)) == {"a", "b"}
     assert f"server {a.address} is healthy again (2 checks passed in a row)" in ward.stderr_text()
+
+
+def test_a_server_a_reload_removes_leaves_the_health_metric(group):
+    """Prometheus alerts on ward_upstream_server_healthy == 0: a server taken
+    out of the file (here one that was failing) must not stay at 0 forever."""
+    from test_reload import hup_and_wait, write_config
+    a = group.whoami("a")
+    gone = f"{HOST}:{free_port()}"  # refused: unhealthy
+    cfg = base_config({"app": {"servers": [a.address, gone], "health_check": FAST_CHECK},
+                       "other": {"servers": [a.address], "health_check": FAST_CHECK}})
+    ward = group.ward(cfg)
+    wait_for(lambda: ward.metrics().value("ward_upstream_server_healthy", upstream="app",
+                                          server=gone) == 0 and
+             ward.metrics().has("ward_upstream_server_healthy", upstream="app", server=gone),
+             10, "the refused server to count unhealthy")
+
+    def exported():
+        return {(dict(ls)["upstream"], dict(ls)["server"]): v for (n, ls), v
+                in ward.metrics().items() if n == "ward_upstream_server_healthy"}
+    cfg["upstreams"]["app"]["servers"] = [a.address]
+    del cfg["upstreams"]["other"]["health_check"]  # checks turned off: no verdict to show
+    write_config(ward, cfg)
+    hup_and_wait(ward, 1)
+    assert exported() == {("app", a.address): 1}
 
 
 def test_checks_are_made_once_per_process_not_per_worker(group):

@@ -290,6 +290,30 @@ def test_sighup_reloads_certificates_without_dropping_connections(group, app, pk
     assert ward.running()
 
 
+def test_a_certificate_replaced_by_a_reload_leaves_the_expiry_metric(group, app, pki):
+    """An alert on ward_tls_certificate_expiry_seconds must clear once the
+    expiring certificate is no longer served: its series goes."""
+    from test_reload import hup_and_wait, write_config
+    old_crt, old_key = pki.leaf("old.test", ["DNS:old.test"])
+    new_crt, new_key = pki.leaf("new.test", ["DNS:new.test"])
+    cfg = base_config({"backend": [app]})
+    cfg["listeners"] = [{"name": "secure", "tls": {"certificates": [
+        {"cert": str(old_crt), "key": str(old_key)}]}}]
+    ward = group.ward(cfg)
+
+    def served():
+        return {dict(ls)["cert"] for (n, ls) in ward.metrics()
+                if n == "ward_tls_certificate_expiry_seconds"}
+    assert served() == {str(old_crt)}
+    # write_config keeps the listeners ward started with (their ports).
+    ward.config["listeners"][0]["tls"]["certificates"] = [
+        {"cert": str(new_crt), "key": str(new_key)}]
+    write_config(ward, cfg)
+    hup_and_wait(ward, 1)
+    assert "CN = new.test" in served_subject(ward.port, "-servername", "new.test")
+    assert served() == {str(new_crt)}
+
+
 def test_websocket_over_tls(ward, pki):
     import ssl
 
