@@ -4,7 +4,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -20,17 +19,10 @@ namespace asio = boost::asio;
 
 asio::awaitable<Resolution> resolve_system(std::string name) {
   auto executor = co_await asio::this_coro::executor;
-  asio::ip::tcp::resolver resolver(executor);
-  auto [ec, results] =
-      co_await resolver.async_resolve(name, "", asio::as_tuple(asio::use_awaitable));
-  Resolution r;
-  if (ec) {
-    r.error = ec.message();
-    co_return r;
-  }
-  for (const auto& entry : results) {
-    r.addresses.push_back(entry.endpoint().address());
-  }
+  // Not cancelled by stop(): a loop that stopped ignores the answer, and
+  // nothing at exit waits for the lookup's thread.
+  asio::posix::stream_descriptor wait(executor);
+  Resolution r = co_await look_up_name(wait, std::move(name));
   co_return r;
 }
 

@@ -23,20 +23,15 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/upstream/name_lookup.h"
 #include "proxy/upstream/upstream_state.h"
 
 namespace ward::upstream {
 
-// One lookup's answer: addresses, or why there are none.
-struct Resolution {
-  std::vector<boost::asio::ip::address> addresses;
-  std::string error;  // "" when the lookup succeeded
-};
-
 // Looks up the A and AAAA records of a name; injectable for tests.
 using Resolver = std::function<boost::asio::awaitable<Resolution>(std::string name)>;
 
-// The system resolver (getaddrinfo, on Asio's resolver thread).
+// The system resolver (look_up_name in name_lookup.h).
 boost::asio::awaitable<Resolution> resolve_system(std::string name);
 
 // What the loops report (main thread).

@@ -1,9 +1,5 @@
 #include "proxy/upstream/redis_client.h"
 
-#include <netdb.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,14 +8,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
-#include <cerrno>
-#include <cstring>
 #include <deque>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
+
+#include "proxy/upstream/name_lookup.h"
 
 // Style note: GCC 12 miscompiles some coroutine shapes (a co_await inside a
 // condition or a ternary, `co_return co_await`). Every co_await here is a
@@ -62,55 +55,6 @@ void complete(Waiter& w, RedisClient::Result r) {
   w.timer.cancel();
 }
 
-// A name looked up with getaddrinfo on a thread of its own, which then
-// wakes the waiting loop through an eventfd. A worker's io_context runs
-// without Asio's locks (BOOST_ASIO_CONCURRENCY_HINT_UNSAFE), and there
-// tcp::resolver, which completes from Asio's own resolver thread, fails
-// with "Operation not supported". The thread holds the Lookup until it is
-// done, so a caller that gave up (timeout, close) leaves it nothing freed.
-struct Lookup {
-  Lookup() : fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
-  ~Lookup() {
-    if (fd >= 0) {
-      ::close(fd);
-    }
-  }
-  Lookup(const Lookup&) = delete;
-  Lookup& operator=(const Lookup&) = delete;
-  const int fd;
-  std::mutex mu;  // the thread writes these, then signals fd
-  std::vector<tcp::endpoint> endpoints;
-  std::string error;
-};
-
-void look_up(const std::shared_ptr<Lookup>& lookup, std::string host, uint16_t port) {
-  std::thread([lookup, host = std::move(host), port] {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
-    std::lock_guard lock(lookup->mu);
-    if (rc != 0) {
-      lookup->error = rc == EAI_SYSTEM ? std::string(std::strerror(errno)) : ::gai_strerror(rc);
-    } else {
-      for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-        tcp::endpoint e;
-        if (a->ai_addrlen <= e.capacity()) {
-          std::memcpy(e.data(), a->ai_addr, a->ai_addrlen);
-          e.resize(a->ai_addrlen);
-          e.port(port);
-          lookup->endpoints.push_back(e);
-        }
-      }
-      ::freeaddrinfo(found);
-    }
-    uint64_t one = 1;
-    ssize_t n = ::write(lookup->fd, &one, sizeof one);
-    (void)n;  // an eventfd write of 1 cannot fail short of overflow
-  }).detach();
-}
-
 RedisClient::Result unavailable(const std::string& why) {
   return {.ok = false, .reply = {}, .error = "unavailable: " + why};
 }
@@ -132,7 +76,7 @@ struct ClientState {
     Conn(const asio::any_io_executor& ex, size_t max_reply_bytes)
         : socket(ex), lookup_wait(ex), connect_timer(ex), reader(max_reply_bytes) {}
     tcp::socket socket;
-    asio::posix::stream_descriptor lookup_wait;  // a dup of a Lookup's eventfd
+    asio::posix::stream_descriptor lookup_wait;  // while a name is looked up (name_lookup.h)
     asio::steady_timer connect_timer;            // bounds connect, AUTH and SELECT
     store::RespReader reader;
     std::deque<Entry> fifo;  // sent or queued, in order, until answered
@@ -310,36 +254,21 @@ asio::awaitable<void> connect_loop(std::shared_ptr<State> s, std::shared_ptr<Con
   if (!literal_ec) {
     endpoints.emplace_back(literal, s->address.port);
   } else {
-    auto lookup = std::make_shared<Lookup>();
-    int fd = lookup->fd < 0 ? -1 : ::dup(lookup->fd);
-    if (fd < 0) {
-      fail(*s, c, "cannot resolve " + s->address.host + ": " + std::strerror(errno));
-      co_return;
-    }
-    c->lookup_wait.assign(fd);
-    look_up(lookup, s->address.host, s->address.port);
-    auto [wec] = co_await c->lookup_wait.async_wait(asio::posix::stream_descriptor::wait_read,
-                                                    asio::as_tuple(asio::use_awaitable));
+    // A worker's loop runs without Asio's locks: see name_lookup.h.
+    Resolution found = co_await look_up_name(c->lookup_wait, s->address.host);
     if (c->dead) {
       co_return;
     }
-    error_code ignored;
-    c->lookup_wait.close(ignored);
-    if (wec || c->timed_out) {
-      fail(*s, c, c->timed_out ? connect_timed_out(*s) : "cannot resolve " + s->address.host);
+    if (c->timed_out) {
+      fail(*s, c, connect_timed_out(*s));
       co_return;
     }
-    std::string lookup_error;
-    {
-      std::lock_guard lock(lookup->mu);
-      endpoints = std::move(lookup->endpoints);
-      lookup_error = std::move(lookup->error);
-    }
-    if (endpoints.empty()) {
-      fail(*s, c,
-           "cannot resolve " + s->address.host + ": " +
-               (lookup_error.empty() ? std::string("no addresses") : lookup_error));
+    if (!found.error.empty()) {
+      fail(*s, c, "cannot resolve " + s->address.host + ": " + found.error);
       co_return;
+    }
+    for (const auto& address : found.addresses) {
+      endpoints.emplace_back(address, s->address.port);
     }
   }
   error_code last;

@@ -490,14 +490,17 @@ def server_address(s):
 
 class Ward:
     """A running ward. `config` is a dict (see base_config) or YAML text;
-    `command` is what precedes the config path (("run", "-c") also works).
+    `command` is what precedes the config path (("run", "-c") also works);
+    `prefix` runs ward through a wrapper that ends by exec'ing it (so the
+    process stays ward's).
 
     For a dict, the admin address and every listener without an address get
     a free loopback port. Stdout (the access log by default) and stderr (the
     error log) go to files in the ward's own directory.
     """
 
-    def __init__(self, group, config, env=None, deadline=15.0, wait=True, command=("-c",)):
+    def __init__(self, group, config, env=None, deadline=15.0, wait=True, command=("-c",),
+                 prefix=()):
         require_binary(WARD_BIN, "WARD_BIN")
         self.group = group
         self.dir = group.new_dir("ward")
@@ -517,7 +520,7 @@ class Ward:
         full_env.update(env or {})
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = group.track(subprocess.Popen(
-                [WARD_BIN, *command, str(self.config_path)], stdout=out, stderr=err,
+                [*prefix, WARD_BIN, *command, str(self.config_path)], stdout=out, stderr=err,
                 stdin=subprocess.DEVNULL, cwd=self.dir, env=full_env))
         self.pid = self.proc.pid
         if wait:

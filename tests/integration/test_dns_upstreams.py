@@ -7,7 +7,10 @@ so a lookup that /etc/hosts cannot answer fails at once and never reaches a
 DNS server off the machine."""
 
 import re
+import signal
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -86,3 +89,30 @@ def test_check_accepts_a_name_without_looking_it_up(tmp_path):
     r = subprocess.run([WARD_BIN, "check", "-c", str(cfg)], capture_output=True, text=True,
                        timeout=30)
     assert (r.returncode, r.stdout.strip()) == (0, "configuration ok"), r.stderr
+
+
+def test_sigterm_does_not_wait_for_a_lookup_the_name_server_never_answers(group, tmp_path):
+    """An unreachable name server holds a lookup for resolv.conf's timeout
+    (here 30 s). Stopping ward (a deploy, a pod eviction) must not wait for
+    it: ward exits at once, as it does without DNS upstreams."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 53))  # this namespace's name server: reads, never answers
+    silent.settimeout(10)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+    a = group.whoami("a")
+    # ward sees that resolv.conf in a mount namespace of its own.
+    own_resolv = ("unshare", "--mount", "sh", "-c",
+                  f'mount --bind {resolv} /etc/resolv.conf && exec "$@"', "sh")
+    ward = group.ward(base_config({"app": {"servers": [a.address, "app.example:8000"]}}),
+                      prefix=own_resolv)
+    try:
+        query, _ = silent.recvfrom(512)  # the lookup is under way
+        assert b"\x03app\x07example" in query
+        assert ward.get("/").header("X-Whoami") == "a"  # it does not hold up requests either
+        started = time.monotonic()
+        ward.signal(signal.SIGTERM)
+        assert ward.wait_exit(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
