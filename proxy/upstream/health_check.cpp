@@ -111,7 +111,8 @@ struct HealthChecker::Target {
   asio::steady_timer timer;
   UpstreamConnection* conn = nullptr;  // the check in flight, for stop()
   bool stopped = false;
-  bool joining = false;  // out until its first pass (added by DNS)
+  bool joining = false;                     // out until its first pass (added by DNS)
+  std::chrono::nanoseconds first_delay{0};  // before the first check (see sync)
 
   // Ends the loop: the wait or the check in flight is cancelled.
   void halt() {
@@ -160,6 +161,18 @@ void HealthChecker::sync(const config::Upstream& upstream,
     if (join_after_check) {
       target->verdict = HealthVerdict(false, 1, target->hc.unhealthy_threshold);
       target->joining = true;
+    } else {
+      // A server already in service is checked first at a random point of
+      // its first interval (at most kMaxFirstSpread in): at start and after
+      // a reload, an upstream of hundreds of servers is not probed all in
+      // the same millisecond, nor every interval after, since each loop
+      // keeps its phase. A joining server is checked at once: it waits on
+      // that check to take traffic.
+      const auto spread = std::min<std::chrono::nanoseconds>(target->hc.interval, kMaxFirstSpread);
+      if (spread.count() > 0) {
+        std::uniform_int_distribution<int64_t> pick(0, spread.count() - 1);
+        target->first_delay = std::chrono::nanoseconds(pick(rng_));
+      }
     }
     targets_.push_back(target);
     asio::co_spawn(io_, run(std::move(target)), asio::detached);
@@ -184,6 +197,13 @@ void HealthChecker::stop() {
 }
 
 asio::awaitable<void> HealthChecker::run(std::shared_ptr<Target> t) {
+  if (t->first_delay.count() > 0) {
+    t->timer.expires_after(t->first_delay);
+    auto [ec] = co_await t->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      co_return;  // stop()
+    }
+  }
   while (!t->stopped) {
     auto started = std::chrono::steady_clock::now();
     ProbeVerdict v = co_await probe(*t);

@@ -20,9 +20,11 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,9 +115,13 @@ class HealthChecker {
   static boost::asio::awaitable<void> run(std::shared_ptr<Target> target);
   static boost::asio::awaitable<ProbeVerdict> probe(Target& target);
 
+  // The first checks of servers in service spread over up to this much.
+  static constexpr std::chrono::seconds kMaxFirstSpread{1};
+
   boost::asio::io_context& io_;
   std::shared_ptr<const HealthEvents> events_;
   std::vector<std::shared_ptr<Target>> targets_;
+  std::minstd_rand rng_{std::random_device{}()};
 };
 
 }  // namespace ward::upstream

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -270,6 +272,69 @@ TEST_F(HealthCheckerTest, AnUnhealthyServerReturnsAfterEnoughPasses) {
   EXPECT_EQ(changes_, std::vector<bool>{true});
   EXPECT_EQ(checks_.size(), 3u);
   EXPECT_TRUE(stats_->healthy.load());
+}
+
+// The first check of each server in service falls at a random point of its
+// first interval, so a large upstream is not probed all at once (and, each
+// loop keeping its phase, not every interval after); a server that joins
+// is checked at once, since it takes no traffic until it passes.
+class HealthCheckSpreadTest : public ::testing::Test {
+ protected:
+  using Clock = std::chrono::steady_clock;
+
+  // Checks 8 servers every `interval` and returns how long after sync()
+  // each one's first check ended.
+  std::vector<Clock::duration> first_checks(std::chrono::milliseconds interval, bool joining) {
+    std::vector<std::unique_ptr<FakeServer>> servers;
+    config::Upstream u;
+    for (int i = 0; i < 8; ++i) {
+      servers.push_back(
+          std::make_unique<FakeServer>(io_, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+      config::Upstream one = app_upstream(servers.back()->endpoint());
+      u.name = one.name;
+      u.servers.push_back(one.servers.at(0));
+    }
+    config::HealthCheck hc;
+    hc.interval = interval;
+    hc.timeout = 1000ms;
+    u.health_check = hc;
+    UpstreamRegistry registry;
+    registry.apply_static(u);
+    std::map<std::string, Clock::duration> first;
+    HealthEvents events;
+    const auto start = Clock::now();
+    events.checked = [&](const std::string&, const Host& h, bool, const std::string&) {
+      first.try_emplace(h.name, Clock::now() - start);
+    };
+    HealthChecker checker(io_, std::move(events));
+    checker.sync(u, registry.find("app"), nullptr, joining);
+    EXPECT_TRUE(testing::run_until(
+        io_, [&] { return first.size() == 8; }, 5ms));
+    checker.stop();
+    std::vector<Clock::duration> out;
+    for (const auto& [name, at] : first) {
+      out.push_back(at);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  asio::io_context io_;
+};
+
+TEST_F(HealthCheckSpreadTest, FirstChecksOfServersInServiceSpreadOverTheInterval) {
+  auto at = first_checks(400ms, false);
+  ASSERT_EQ(at.size(), 8u);
+  // 8 uniform draws over 400 ms all within 20 ms of each other: about 1 in 10^8.
+  EXPECT_GE(at.back() - at.front(), 20ms);
+  EXPECT_LT(at.back(), 400ms + 1s);  // within the interval, with room for a slow machine
+}
+
+TEST_F(HealthCheckSpreadTest, JoiningServersAreCheckedAtOnce) {
+  auto at = first_checks(10s, true);
+  ASSERT_EQ(at.size(), 8u);
+  // Spread over the 1 s cap, all 8 would land under 300 ms about once in 15,000.
+  EXPECT_LT(at.back(), 300ms);
 }
 
 TEST_F(HealthCheckerTest, StopEndsEveryLoopEvenMidCheck) {
