@@ -166,7 +166,12 @@ def test_passive_ejection_takes_out_a_server_whose_traffic_fails(group):
         statuses = [ward.get("/").status for _ in range(4)]  # round robin: bad, b, bad, b
         assert collections.Counter(statuses) == {503: 2, 200: 2}, statuses
         assert bad.answered == 2
-        s = server_json(ward, bad.address)
+        # The worker counts a failure once the exchange is over, which may be
+        # just after the client has its 503.
+        def ejected():
+            s = server_json(ward, bad.address)
+            return s if s["ejected_ms"] > 0 else None
+        s = wait_for(ejected, 5, "the second failure to eject the server")
         assert s["healthy"] is False and 0 < s["ejected_ms"] <= 2000, s
         assert s["health_check"] == "off"
         assert ward.metrics().value("ward_upstream_ejections_total", upstream="app",
