@@ -275,6 +275,31 @@ class alignas(64) ShardTable {
     }
   }
 
+  // Owner thread only: every series `drop(values)` accepts leaves this shard.
+  template <class Pred>
+  size_t remove_if(Pred&& drop) {
+    std::vector<std::unique_ptr<Series<Cell>>> owned;  // freed after the lock is released
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = index_.begin(); it != index_.end();) {
+        if (drop(it->second->values)) {
+          owned.push_back(std::move(it->second));
+          it = index_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& gone : owned) {
+      for (Series<Cell>*& s : recent_) {
+        if (s == gone.get()) {
+          s = nullptr;
+        }
+      }
+    }
+    return owned.size();
+  }
+
   // Any thread: f(cell) under the lock when the series exists, so the owner
   // cannot remove it meanwhile.
   template <class F>
@@ -442,6 +467,14 @@ class CounterFamilyImpl final : public CounterFamily, public FamilyBase {
           labels, h, [&](const CounterCell& c) { sum += c.value.load(std::memory_order_relaxed); });
     }
     return sum;
+  }
+
+  size_t remove_if(size_t shard,
+                   const std::function<bool(const std::vector<std::string>&)>& drop) override {
+    if (!shard_ok(shard)) {
+      return 0;
+    }
+    return shards_[shard]->remove_if(drop);
   }
 
   void render(std::string& out) const override {

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <set>
@@ -36,6 +37,12 @@ class CounterFamily {
   virtual void inc(size_t shard, Labels labels, uint64_t n = 1) = 0;
   // Sum over shards (for tests and /upstreams); 0 when the series does not exist.
   virtual uint64_t value(Labels labels) const = 0;
+  // Drops this shard's part of every series whose label values `drop`
+  // accepts (other shards keep theirs); returns how many. Only the thread
+  // that updates the shard may call it. A later inc() starts the series
+  // again from 0, which Prometheus reads as a counter reset.
+  virtual size_t remove_if(size_t shard,
+                           const std::function<bool(const std::vector<std::string>&)>& drop) = 0;
 };
 
 class GaugeFamily {

@@ -199,6 +199,28 @@ TEST_F(MetricsTest, RemovingAGaugeSeriesDropsThatShardsPartOnly) {
   EXPECT_EQ(g.value({"a"}), 7);
 }
 
+TEST_F(MetricsTest, RemoveIfDropsTheMatchingCounterSeriesOfOneShard) {
+  auto& c = registry_.counter("reqs", "R.", {"server", "code"});
+  c.inc(0, {"a", "200"}, 3);
+  c.inc(0, {"b", "200"}, 4);
+  c.inc(0, {"b", "502"}, 1);  // b's series are in the owner's memo of recent ones
+  c.inc(1, {"b", "200"}, 10);
+  auto is_b = [](const std::vector<std::string>& v) { return v[0] == "b"; };
+  EXPECT_EQ(c.remove_if(0, is_b), 2u);
+  EXPECT_EQ(c.value({"b", "200"}), 10u);  // shard 1 keeps its part
+  EXPECT_EQ(c.value({"b", "502"}), 0u);
+  EXPECT_EQ(c.value({"a", "200"}), 3u);
+  EXPECT_EQ(c.remove_if(0, is_b), 0u);  // gone already
+  EXPECT_EQ(c.remove_if(1, is_b), 1u);
+  EXPECT_EQ(registry_.render(),
+            "# HELP reqs R.\n"
+            "# TYPE reqs counter\n"
+            "reqs{server=\"a\",code=\"200\"} 3\n");
+  // Counted again after removal: a new series from zero, not a freed one.
+  c.inc(0, {"b", "200"});
+  EXPECT_EQ(c.value({"b", "200"}), 1u);
+}
+
 TEST_F(MetricsTest, GaugeExportRemovesWhatTheLastPassDidNotSet) {
   auto& g = registry_.gauge("healthy", "H.", {"upstream", "server"});
   GaugeExport out(g, 0);
