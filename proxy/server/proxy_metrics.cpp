@@ -83,6 +83,27 @@ ProxyMetrics::ProxyMetrics(observe::Registry& r)
                                       "Time a request waited for a shared store's answer.",
                                       {"store"}, observe::default_latency_buckets())) {}
 
+namespace {
+
+// Every family handled here has the labels upstream, server first.
+auto departed(const ServerNames& current) {
+  return [&current](const std::vector<std::string>& values) {
+    return values.size() >= 2 && !current.contains(std::pair(values[0], values[1]));
+  };
+}
+
+}  // namespace
+
+size_t drop_departed_servers(ProxyMetrics& m, size_t shard, const ServerNames& current) {
+  auto drop = departed(current);
+  return m.upstream_requests.remove_if(shard, drop) +
+         m.upstream_connect_failures.remove_if(shard, drop) + m.ejections.remove_if(shard, drop);
+}
+
+size_t drop_departed_health_checks(ProxyMetrics& m, const ServerNames& current) {
+  return m.health_checks.remove_if(0, departed(current));
+}
+
 std::string_view status_label(int status) {
   static const std::array<std::string, 600> kLabels = [] {
     std::array<std::string, 600> a;

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <set>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "proxy/observe/metrics.h"
 
@@ -39,6 +42,18 @@ struct ProxyMetrics {
   observe::CounterFamily& store_calls;            // store, result
   observe::HistogramFamily& store_call_duration;  // store
 };
+
+// The servers every upstream has now, as (upstream, server) label values.
+using ServerNames = std::set<std::pair<std::string, std::string>>;
+
+// Drops a worker's shard of the per-server counters (ward_upstream_requests,
+// _connect_failures, _ejections) for servers not in `current`: a server a
+// reload removed or a DNS answer no longer names (a Kubernetes pod that
+// went away) would otherwise keep its series until restart, one more per
+// pod for good. Returns how many series went. Worker thread `shard` only.
+size_t drop_departed_servers(ProxyMetrics& m, size_t shard, const ServerNames& current);
+// The same for the main thread's ward_upstream_health_checks_total (shard 0).
+size_t drop_departed_health_checks(ProxyMetrics& m, const ServerNames& current);
 
 // "200" for 200: label values for status codes without formatting per request.
 std::string_view status_label(int status);

@@ -64,6 +64,7 @@ struct Server::Impl {
   std::unique_ptr<TlsListeners> tls;
   asio::steady_timer ticket_timer{io};
   asio::steady_timer trim_timer{io};
+  asio::steady_timer sweep_timer{io};
   util::TrimPolicy trim_policy;
   std::unique_ptr<upstream::HealthChecker> health;
   std::unique_ptr<upstream::DnsDiscovery> dns;
@@ -95,6 +96,8 @@ struct Server::Impl {
   void start_health_checks();
   void start_dns();
   void export_health();
+  void forget_departed_servers();
+  void schedule_server_sweep();
   void reload_certificates();
   bool reload_tls(const config::Config& c);
   void reload_config();
@@ -150,6 +153,7 @@ bool Server::Impl::start() {
   wait_signals();
   wait_usr1();
   schedule_heap_trim();
+  schedule_server_sweep();
   start_health_checks();
   start_dns();
   for (const auto& l : config->listeners) {
@@ -393,6 +397,35 @@ void Server::Impl::export_health() {
   health_export.finish();
 }
 
+// The per-server counters (ward_upstream_requests_total and the others
+// drop_departed_servers names) of servers no upstream has any more leave
+// /metrics: after a reload, after a DNS answer changed an upstream's
+// servers, and once a minute for a series that a request in flight to such
+// a server started again after it left.
+void Server::Impl::forget_departed_servers() {
+  auto current = std::make_shared<ServerNames>();
+  for (const auto& u : config->upstreams) {
+    for (const auto& h : upstreams.find(u.name)->hosts()->hosts) {
+      current->emplace(u.name, h.name);
+    }
+  }
+  drop_departed_health_checks(metrics, *current);
+  for (auto& w : workers) {
+    w->forget_departed_servers(current);
+  }
+}
+
+void Server::Impl::schedule_server_sweep() {
+  sweep_timer.expires_after(std::chrono::minutes(1));
+  sweep_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    forget_departed_servers();
+    schedule_server_sweep();
+  });
+}
+
 // Upstreams with DNS names get their servers here, on the main thread
 // (upstream/dns.h); a new server set also goes to the health checker.
 void Server::Impl::start_dns() {
@@ -420,6 +453,9 @@ void Server::Impl::start_dns() {
       // join after their first passing check (CONFIG.md).
       health->sync(u, upstreams.find(u.name), snapshot->upstream_tls(u.name), !first);
       export_health();
+    }
+    if (!first) {
+      forget_departed_servers();
     }
   };
   dns = std::make_unique<upstream::DnsDiscovery>(io, nullptr, std::move(events),
@@ -488,6 +524,7 @@ void Server::Impl::reload_config() {
   restart_health_checks(*before);
   dns->stop();
   start_dns_loops(false);
+  forget_departed_servers();
   metrics.config_reloads.inc(0, {});
   log->info("SIGHUP: configuration reloaded from {} (generation {})", path, generation);
 }

@@ -125,6 +125,12 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
   send([this, s = std::move(snapshot)]() mutable { snapshot_ = std::move(s); });
 }
 
+void Worker::forget_departed_servers(std::shared_ptr<const ServerNames> current) {
+  send([this, current = std::move(current)] {
+    drop_departed_servers(*shared_.metrics, index_, *current);
+  });
+}
+
 void Worker::drain() {
   send([this] {
     draining_ = true;

@@ -95,6 +95,9 @@ class Worker {
 
   // Main thread: publish a new snapshot (applied on the worker's thread).
   void publish(std::shared_ptr<const Snapshot> snapshot);
+  // Main thread: drops this worker's metric series of servers not in
+  // `current` (drop_departed_servers), on the worker's thread.
+  void forget_departed_servers(std::shared_ptr<const ServerNames> current);
   // Main thread: stop accepting, close idle connections, let busy ones finish.
   void drain();
   // Any thread: open connections, and those handed over to this worker

@@ -116,3 +116,27 @@ def test_sigterm_does_not_wait_for_a_lookup_the_name_server_never_answers(group,
         assert time.monotonic() - started < 5
     finally:
         silent.close()
+
+
+def test_a_server_the_name_no_longer_resolves_to_leaves_the_per_server_counters(group, tmp_path):
+    """In Kubernetes a headless service's name answers with the pods there
+    are now: each pod that goes away must take its series with it, or
+    /metrics grows with every deploy until ward restarts."""
+    a = group.whoami("a")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 app.test\n127.0.0.2 app.test\n")  # nothing listens on .2
+    own_hosts = ("unshare", "--mount", "sh", "-c",
+                 f'mount --bind {hosts} /etc/hosts && exec "$@"', "sh")
+    ward = group.ward(base_config({"app": {"servers": [f"app.test:{a.port}"], "retries": 1,
+                                           "dns_refresh": "200ms"}}), prefix=own_hosts)
+    gone = f"127.0.0.2:{a.port}"
+    wait_for(lambda: gone in server_names(ward), 10, "app.test to resolve to both addresses")
+    for _ in range(4):  # round robin: some try .2 first, fail to connect, retry on .1
+        assert ward.get("/").header("X-Whoami") == "a"
+    assert ward.metrics().value("ward_upstream_connect_failures_total", server=gone) >= 1
+
+    hosts.write_text("127.0.0.1 app.test\n")  # the same file: the bind mount sees it
+    wait_for(lambda: server_names(ward) == [f"127.0.0.1:{a.port}"], 10, "the .2 server to go")
+    wait_for(lambda: not ward.metrics().has("ward_upstream_connect_failures_total", server=gone),
+             10, "its series to leave /metrics")
+    assert ward.metrics().value("ward_upstream_requests_total", server=f"127.0.0.1:{a.port}") == 4

@@ -7,7 +7,7 @@ import json
 import re
 import signal
 
-from harness import base_config, wait_for
+from harness import base_config, free_port, wait_for
 
 
 def reloads(ward):
@@ -112,3 +112,31 @@ def test_rate_limit_buckets_survive_a_reload(group):
     write_config(ward, base_config({"app": [a]}, routes=routes, limits={"body_timeout": "9s"}))
     hup_and_wait(ward, 1)
     assert ward.get("/").status == 429  # the bucket is still empty
+
+
+def test_a_server_a_reload_removes_leaves_the_per_server_counters(group):
+    """With DNS discovery or a deploy that renames servers, every server that
+    ever existed would keep its ward_upstream_requests_total series until
+    restart: a slow leak in ward and in every Prometheus that scrapes it."""
+    a, b = group.whoami("a"), group.whoami("b")
+    dead = f"127.0.0.1:{free_port()}"  # refused: counts connect failures
+    app = {"servers": [a.address, b.address, dead], "retries": 2}
+    ward = group.ward(base_config({"app": app}, workers=2))
+    for _ in range(6):  # new connections: both workers get some
+        conn = ward.conn()
+        for _ in range(3):
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.read_response().status == 200
+        conn.close()
+    per_server = ("ward_upstream_requests_total", "ward_upstream_connect_failures_total")
+
+    def servers():
+        return {dict(ls)["server"] for (n, ls) in ward.metrics() if n in per_server}
+    assert servers() == {a.address, b.address, dead}
+    served_by_a = ward.metrics().value("ward_upstream_requests_total", server=a.address)
+
+    app["servers"] = [a.address]
+    write_config(ward, base_config({"app": app}, workers=2))
+    hup_and_wait(ward, 1)
+    wait_for(lambda: servers() == {a.address}, 10, "only a's series left")
+    assert ward.metrics().value("ward_upstream_requests_total", server=a.address) == served_by_a
