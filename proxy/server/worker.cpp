@@ -72,6 +72,7 @@ void Worker::start() {
   // Spawned before the thread starts: the thread's creation orders these
   // unlocked queue writes before its first read.
   asio::co_spawn(*io_, mailbox_loop(), asio::detached);
+  asio::co_spawn(*io_, pool_sweep_loop(), asio::detached);
   for (auto& l : listeners_) {
     asio::co_spawn(*io_, accept_loop(*l), asio::detached);
   }
@@ -296,6 +297,18 @@ void Worker::adopt(size_t index, int fd, const tcp::endpoint& peer) {
   }
   util::note_sole_descriptor(socket);  // the sender released its descriptor to us
   std::make_shared<H1Session>(*this, listener.info, std::move(socket), peer)->start();
+}
+
+asio::awaitable<void> Worker::pool_sweep_loop() {
+  asio::steady_timer timer(*io_);
+  while (!draining_) {
+    timer.expires_after(upstream::ConnectionPool::kSweepInterval);
+    auto [ec] = co_await timer.async_wait(kNoThrow);
+    if (ec || draining_) {
+      co_return;
+    }
+    pool_.sweep();
+  }
 }
 
 asio::awaitable<void> Worker::accept_loop(ListenerRuntime& listener) {

@@ -156,6 +156,8 @@ class Worker {
   void send(std::function<void()> f);
   // Worker thread: runs what send() queued, each time the eventfd wakes it.
   boost::asio::awaitable<void> mailbox_loop();
+  // Worker thread: ConnectionPool::sweep every kSweepInterval until drain.
+  boost::asio::awaitable<void> pool_sweep_loop();
 
   size_t index_;
   WorkerShared shared_;

@@ -1,6 +1,7 @@
 #include "proxy/upstream/connection_pool.h"
 
 #include <algorithm>
+#include <ctime>
 #include <iterator>
 
 #include "proxy/util/clock.h"
@@ -78,6 +79,29 @@ void ConnectionPool::keep_session(const UpstreamConnection& conn) {
   }
   slot.session.reset(SSL_get1_session(ssl));
   slot.context = conn.tls_context;
+}
+
+size_t ConnectionPool::sweep() {
+  auto now = util::coarse_now();
+  size_t closed = 0;
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& idle = it->second;  // by idle_since, oldest first
+    size_t before = idle.size();
+    while (!idle.empty() && now - idle.front()->idle_since >= kMaxIdle) {
+      idle.pop_front();
+    }
+    std::erase_if(idle, [&](const std::unique_ptr<UpstreamConnection>& c) {
+      return now - c->idle_since >= kTrustIdle && !c->still_idle();
+    });
+    closed += before - idle.size();
+    it = idle.empty() ? idle_.erase(it) : std::next(it);
+  }
+  const long wall = static_cast<long>(std::time(nullptr));
+  std::erase_if(sessions_, [&](const auto& entry) {
+    const SSL_SESSION* s = entry.second.session.get();
+    return s == nullptr || SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= wall;
+  });
+  return closed;
 }
 
 size_t ConnectionPool::idle_count() const {

@@ -34,6 +34,17 @@ class ConnectionPool {
   // Closes every idle connection (drain, shutdown).
   void clear() { idle_.clear(); }
   size_t idle_count() const;
+  // Closes the idle connections past kMaxIdle and those the server has
+  // closed (a peek, skipped for ones pooled less than kTrustIdle ago), and
+  // forgets sessions past their lifetime, for every server. take() only
+  // looks at the server it is asked for: without this, connections to a
+  // server no request goes to any more (one a reload or a DNS answer took
+  // away, a pod that is gone) stayed open for good, in CLOSE_WAIT once the
+  // server closed them, up to `keepalive` descriptors per server and
+  // worker. The worker calls it every kSweepInterval. Returns how many
+  // connections it closed.
+  size_t sweep();
+  static constexpr std::chrono::seconds kSweepInterval{5};
 
   // TLS session resumption towards the servers: the newest resumable
   // session seen per server, valid only with the client context that made

@@ -259,3 +259,28 @@ def test_a_response_cut_short_by_an_upstream_reset_ends_at_once(group):
         assert up.answered == 10
     finally:
         up.close()
+
+
+def close_wait_to(port):
+    """Sockets on this machine in CLOSE_WAIT towards 127.0.0.1:`port`: the
+    peer closed, the owner has not."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if r[2] == "0100007F:%04X" % port and r[3] == "08")
+
+
+def test_a_pooled_connection_the_server_closed_is_closed_before_any_request_needs_it(group):
+    """A server's keep-alive timeout closes its end of an idle pooled
+    connection. ward must close its end too, not hold the descriptor in
+    CLOSE_WAIT until a request for that server comes: for a server that
+    left (a pod gone from a DNS answer) none ever does."""
+    up = ClosingUpstream()
+    try:
+        ward = group.ward(base_config({"app": [up.address]}))
+        assert ward.get("/").status == 200
+        port = int(up.address.rsplit(":", 1)[1])
+        wait_for(lambda: close_wait_to(port) == 1, 5, "ward's pooled connection in CLOSE_WAIT")
+        wait_for(lambda: close_wait_to(port) == 0, slack(15), "ward to close it unasked")
+        assert ward.get("/").status == 200  # a new connection, no error
+    finally:
+        up.close()

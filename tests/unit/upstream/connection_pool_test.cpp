@@ -14,9 +14,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
+#include <ctime>
 #include <memory>
 #include <vector>
 
+#include "proxy/tls/client_context.h"
 #include "proxy/util/clock.h"
 
 namespace ward::upstream {
@@ -32,15 +34,46 @@ class ConnectionPoolTest : public ::testing::Test {
 
   // A connected upstream connection to host_, pooled; its server end is
   // kept in servers_. Returns it for identity checks (the pool owns it).
-  UpstreamConnection* pool_one(uint32_t keepalive = kKeepalive) {
+  UpstreamConnection* pool_one(uint32_t keepalive = kKeepalive, HostStats* host = nullptr) {
+    auto conn = connected(host);
+    UpstreamConnection* raw = conn.get();
+    pool_.put(std::move(conn), keepalive);
+    return raw;
+  }
+
+  // A connected upstream connection to `host` (host_ by default), not pooled.
+  std::unique_ptr<UpstreamConnection> connected(HostStats* host = nullptr) {
     auto conn = std::make_unique<UpstreamConnection>(io_.get_executor(), 4096);
     conn->socket.connect(acceptor_.local_endpoint());
     servers_.emplace_back(io_);
     acceptor_.accept(servers_.back());
-    conn->host = &host_;
-    UpstreamConnection* raw = conn.get();
-    pool_.put(std::move(conn), keepalive);
-    return raw;
+    conn->host = host != nullptr ? host : &host_;
+    return conn;
+  }
+
+  // True once the server end `i` reads the end of the stream: the pool
+  // closed that connection.
+  bool closed_by_pool(size_t i) {
+    pollfd readable{servers_[i].native_handle(), POLLIN, 0};
+    char byte;
+    return ::poll(&readable, 1, 2000) == 1 &&
+           ::recv(servers_[i].native_handle(), &byte, 1, MSG_DONTWAIT) == 0;
+  }
+
+  // Keeps, for `host`, a resumable TLS session made `age` ago that lasts
+  // `lifetime`, as a connection that completed a handshake would.
+  void keep_session(HostStats* host, std::chrono::seconds age, std::chrono::seconds lifetime) {
+    auto conn = connected(host);
+    tls::SslPtr ssl(SSL_new(client_ctx_.get()));
+    tls::SslSessionPtr session(SSL_SESSION_new());
+    const unsigned char id[] = {1, 2, 3, 4};
+    ASSERT_EQ(SSL_SESSION_set1_id(session.get(), id, sizeof id), 1);  // resumable
+    ASSERT_NE(SSL_SESSION_set_time(session.get(), std::time(nullptr) - age.count()), 0);
+    ASSERT_EQ(SSL_SESSION_set_timeout(session.get(), lifetime.count()), 1);
+    ASSERT_EQ(SSL_set_session(ssl.get(), session.get()), 1);
+    conn->tls_stream = std::make_unique<tls::TlsStream>(conn->socket, std::move(ssl));
+    conn->tls_context = client_context_;
+    pool_.keep_session(*conn);
   }
 
   // Three of them, pooled in this order (the first is the coldest).
@@ -66,6 +99,10 @@ class ConnectionPoolTest : public ::testing::Test {
   tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
   std::vector<tcp::socket> servers_;
   HostStats host_;
+  HostStats other_;
+  tls::SslCtxPtr client_ctx_{SSL_CTX_new(TLS_client_method())};
+  std::shared_ptr<const tls::ClientContext> client_context_ =
+      std::make_shared<tls::ClientContext>(tls::ClientContext::Private{});
   ConnectionPool pool_;
 };
 
@@ -140,6 +177,38 @@ TEST_F(ConnectionPoolTest, KeepaliveZeroPoolsNothing) {
   pool_one(0);
   EXPECT_EQ(pool_.idle_count(), 0u);
   EXPECT_FALSE(pool_.take(&host_, true));
+}
+
+TEST_F(ConnectionPoolTest, TheSweepClosesIdleConnectionsOfServersNoRequestAsksFor) {
+  // other_ gets no more requests (a reload or a DNS answer took it away):
+  // take() never looks at its connections again.
+  UpstreamConnection* aged = pool_one(kKeepalive, &other_);
+  UpstreamConnection* dead = pool_one(kKeepalive, &other_);
+  UpstreamConnection* live = pool_one(kKeepalive, &other_);
+  UpstreamConnection* fresh = pool_one();
+  rested(aged, ConnectionPool::kMaxIdle + 1s);
+  rested(dead, 5s);
+  rested(live, 5s);
+  servers_[1].close();  // dead's server end: a FIN waits on it (CLOSE_WAIT)
+  pollfd readable{dead->socket.native_handle(), POLLIN, 0};
+  ASSERT_EQ(::poll(&readable, 1, 2000), 1) << "the FIN did not arrive";
+
+  EXPECT_EQ(pool_.sweep(), 2u);
+  EXPECT_TRUE(closed_by_pool(0));  // aged: its descriptor is closed, not just unlisted
+  EXPECT_EQ(pool_.idle_count(), 2u);
+  EXPECT_EQ(pool_.take(&other_, false).get(), live);
+  EXPECT_EQ(pool_.take(&host_, true).get(), fresh);
+  EXPECT_EQ(pool_.sweep(), 0u);
+}
+
+TEST_F(ConnectionPoolTest, TheSweepForgetsSessionsPastTheirLifetime) {
+  keep_session(&host_, 10s, 300s);
+  keep_session(&other_, 600s, 300s);  // a server gone ten minutes ago
+  ASSERT_NE(pool_.session(&host_, client_context_.get()), nullptr);
+  ASSERT_NE(pool_.session(&other_, client_context_.get()), nullptr);
+  pool_.sweep();
+  EXPECT_NE(pool_.session(&host_, client_context_.get()), nullptr);
+  EXPECT_EQ(pool_.session(&other_, client_context_.get()), nullptr);
 }
 
 }  // namespace
