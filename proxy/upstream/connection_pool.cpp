@@ -8,6 +8,12 @@
 
 namespace ward::upstream {
 
+void ConnectionPool::drop_aged(Idle& idle, std::chrono::steady_clock::time_point now) {
+  while (!idle.empty() && now - idle.front()->idle_since >= kMaxIdle) {
+    idle.pop_front();
+  }
+}
+
 std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host, bool replayable) {
   auto it = idle_.find(host);
   if (it == idle_.end()) {
@@ -15,9 +21,7 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const HostStats* host, 
   }
   auto& idle = it->second;        // by idle_since, oldest first
   auto now = util::coarse_now();  // idle times are seconds: ms off are nothing
-  while (!idle.empty() && now - idle.front()->idle_since >= kMaxIdle) {
-    idle.pop_front();
-  }
+  drop_aged(idle, now);
   while (!idle.empty()) {
     // The coldest of those that rested less than kSpreadIdle: a busy pool
     // goes round all its connections. None so fresh: the warmest, and the
@@ -87,9 +91,7 @@ size_t ConnectionPool::sweep() {
   for (auto it = idle_.begin(); it != idle_.end();) {
     auto& idle = it->second;  // by idle_since, oldest first
     size_t before = idle.size();
-    while (!idle.empty() && now - idle.front()->idle_since >= kMaxIdle) {
-      idle.pop_front();
-    }
+    drop_aged(idle, now);
     std::erase_if(idle, [&](const std::unique_ptr<UpstreamConnection>& c) {
       return now - c->idle_since >= kTrustIdle && !c->still_idle();
     });

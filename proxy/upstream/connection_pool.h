@@ -89,7 +89,12 @@ class ConnectionPool {
     std::shared_ptr<const tls::ClientContext> context;
     tls::SslSessionPtr session;
   };
-  std::unordered_map<const HostStats*, std::deque<std::unique_ptr<UpstreamConnection>>> idle_;
+  // One server's idle connections, by idle_since, oldest first.
+  using Idle = std::deque<std::unique_ptr<UpstreamConnection>>;
+  // Closes those of `idle` past kMaxIdle (take() and sweep()).
+  static void drop_aged(Idle& idle, std::chrono::steady_clock::time_point now);
+
+  std::unordered_map<const HostStats*, Idle> idle_;
   std::unordered_map<const HostStats*, Session> sessions_;
 };
 
