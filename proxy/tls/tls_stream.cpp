@@ -178,7 +178,12 @@ TlsStream::TlsStream(asio::ip::tcp::socket& socket, SslPtr ssl)
   // not necessarily the same address (belt and braces: we retry in place).
   // Not ENABLE_PARTIAL_WRITE: SSL_write_ex returning part of a buffer would
   // only move the loop that finishes it from OpenSSL into write_all().
-  SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // RELEASE_BUFFERS only from the end of the handshake (on_established): set
+  // during it, OpenSSL frees and takes again its two 16 KiB record buffers
+  // after every flight and record, about ten large malloc/free pairs per full
+  // handshake. handshake() frees them itself while it waits on the peer.
+  SSL_set_mode(ssl_.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_clear_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
   // Read ahead: one recv(2) fetches as many records as fit OpenSSL's read
   // buffer instead of two syscalls per record (header, then body), as nginx
   // does. It is why has_buffered_data() asks SSL_has_pending, not
@@ -238,6 +243,13 @@ asio::awaitable<error_code> TlsStream::handshake() {
     }
     int err = SSL_get_error(ssl_.get(), ret);
     if (wants_io(err)) {
+      // A handshake waiting on its peer holds no record buffers: a crowd of
+      // clients stalled mid-handshake costs what idle connections do.
+      // SSL_free_buffers keeps them when they hold unsent or unread bytes;
+      // with bytes read ahead it is not even asked.
+      if (SSL_has_pending(ssl_.get()) == 0) {
+        SSL_free_buffers(ssl_.get());
+      }
       error_code wait_ec = co_await wait(err);
       if (wait_ec) {
         failed_ = wait_ec;  // a handshake cut short cannot be resumed
@@ -254,6 +266,7 @@ asio::awaitable<error_code> TlsStream::handshake() {
 }
 
 void TlsStream::on_established() {
+  SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
   // RFC 6066 4: a client may have negotiated smaller records; staging more
   // than one record's worth would only split it again.
   uint8_t mfl = SSL_SESSION_get_max_fragment_length(SSL_get_session(ssl_.get()));

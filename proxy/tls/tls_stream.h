@@ -8,7 +8,8 @@
 // through them, and ward must hold 10,000 idle TLS connections in a few KiB
 // each. Here:
 //  - SSL_MODE_RELEASE_BUFFERS: OpenSSL frees its record buffers whenever they
-//    are empty, so an idle connection holds none;
+//    are empty, so an idle connection holds none (from the end of the
+//    handshake; during it they are freed only while it waits on the peer);
 //  - reads decrypt straight into the caller's buffer (no copy of ours);
 //  - writes gather small pieces into one record through a 16 KiB staging
 //    buffer that exists only while there is something to gather
