@@ -404,7 +404,7 @@ asio::awaitable<std::unique_ptr<upstream::UpstreamConnection>> RequestHandler::c
     const std::shared_ptr<const tls::ClientContext>& client_tls) {
   auto conn = std::make_unique<upstream::UpstreamConnection>(worker_.io().get_executor(),
                                                              kUpstreamBufferSize);
-  conn->host = host.stats.get();
+  conn->host = host.stats;
   conn->deadline.expires_after(timeout);
   SSL_SESSION* session =
       client_tls ? worker_.pool().session(host.stats.get(), client_tls.get()) : nullptr;

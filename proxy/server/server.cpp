@@ -401,8 +401,12 @@ void Server::Impl::export_health() {
 // drop_departed_servers names) of servers no upstream has any more leave
 // /metrics: after a reload, after a DNS answer changed an upstream's
 // servers, and once a minute for a series that a request in flight to such
-// a server started again after it left.
+// a server started again after it left. The same minute, the stats of
+// servers that left go once nothing refers to them (workers drop the old
+// server lists with their next request, and pooled connections within
+// ConnectionPool::kMaxIdle).
 void Server::Impl::forget_departed_servers() {
+  upstreams.prune_stats();
   auto current = std::make_shared<ServerNames>();
   for (const auto& u : config->upstreams) {
     for (const auto& h : upstreams.find(u.name)->hosts()->hosts) {

@@ -52,7 +52,7 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, uint32_t keep
   if (conn->tls_stream) {
     conn->tls_stream->release_buffers();  // an idle TLS connection holds no record buffers
   }
-  auto& idle = idle_[conn->host];
+  auto& idle = idle_[conn->host.get()];
   if (idle.size() >= keepalive) {
     idle.pop_front();  // drop the coldest
   }
@@ -74,7 +74,7 @@ void ConnectionPool::keep_session(const UpstreamConnection& conn) {
   if (!conn.tls_stream || !conn.tls_context) {
     return;
   }
-  auto& slot = sessions_[conn.host];
+  auto& slot = sessions_[conn.host.get()];
   SSL* ssl = conn.tls_stream->native_handle();
   SSL_SESSION* current = SSL_get0_session(ssl);
   if (current == nullptr || current == slot.session.get() ||
@@ -83,6 +83,7 @@ void ConnectionPool::keep_session(const UpstreamConnection& conn) {
   }
   slot.session.reset(SSL_get1_session(ssl));
   slot.context = conn.tls_context;
+  slot.host = conn.host;
 }
 
 size_t ConnectionPool::sweep() {

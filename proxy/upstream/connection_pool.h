@@ -88,12 +88,16 @@ class ConnectionPool {
   struct Session {
     std::shared_ptr<const tls::ClientContext> context;
     tls::SslSessionPtr session;
+    std::shared_ptr<const HostStats> host;  // keeps the key's address from reuse
   };
   // One server's idle connections, by idle_since, oldest first.
   using Idle = std::deque<std::unique_ptr<UpstreamConnection>>;
   // Closes those of `idle` past kMaxIdle (take() and sweep()).
   static void drop_aged(Idle& idle, std::chrono::steady_clock::time_point now);
 
+  // Keyed by address: each key is alive while its entry is (pooled
+  // connections and sessions own their HostStats), so no other server's
+  // stats can take the address meanwhile (UpstreamState::prune_stats).
   std::unordered_map<const HostStats*, Idle> idle_;
   std::unordered_map<const HostStats*, Session> sessions_;
 };

@@ -71,7 +71,9 @@ struct UpstreamConnection {
   // Declared after the socket: destroyed first (it never does I/O then).
   std::unique_ptr<tls::TlsStream> tls_stream;
   std::shared_ptr<const tls::ClientContext> tls_context;  // what made tls_stream's SSL
-  const HostStats* host = nullptr;                        // identity of the server (pool key)
+  // The server (the pool's key is host.get()). Owning it keeps that address
+  // from going to another server's stats while this connection lives.
+  std::shared_ptr<const HostStats> host;
   std::chrono::steady_clock::time_point idle_since{};
   uint32_t requests = 0;  // requests served on this connection
 };

@@ -21,6 +21,18 @@ std::shared_ptr<HostStats> UpstreamState::stats_for(const std::string& server) {
   return slot;
 }
 
+size_t UpstreamState::prune_stats() {
+  std::lock_guard lock(mu_);  // guards stats_
+  // use_count() == 1: this map holds the only reference, and only stats_for,
+  // under this lock, can hand out another.
+  return std::erase_if(stats_, [](const auto& entry) { return entry.second.use_count() == 1; });
+}
+
+size_t UpstreamState::stats_count() const {
+  std::lock_guard lock(mu_);  // guards stats_
+  return stats_.size();
+}
+
 std::shared_ptr<UpstreamState> UpstreamRegistry::get_or_create(const std::string& name) {
   auto& slot = states_[name];
   if (!slot) {
@@ -32,6 +44,14 @@ std::shared_ptr<UpstreamState> UpstreamRegistry::get_or_create(const std::string
 std::shared_ptr<UpstreamState> UpstreamRegistry::find(const std::string& name) const {
   auto it = states_.find(name);
   return it == states_.end() ? nullptr : it->second;
+}
+
+size_t UpstreamRegistry::prune_stats() {
+  size_t pruned = 0;
+  for (auto& [name, state] : states_) {
+    pruned += state->prune_stats();
+  }
+  return pruned;
 }
 
 namespace {

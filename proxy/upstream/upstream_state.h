@@ -36,8 +36,17 @@ class UpstreamState {
   bool publish_if_changed(std::shared_ptr<HostSet> set);
 
   // Stats of a server by address name; created on first use and kept while
-  // the state lives, so a reload or a DNS change does not reset counters.
+  // anything refers to them, so a reload or a DNS change does not reset the
+  // counters, health and ejection of a server that stays.
   std::shared_ptr<HostStats> stats_for(const std::string& server);
+  // Forgets the stats nothing else refers to any more: no published or older
+  // server list a worker still holds, no pooled connection or TLS session,
+  // no health check. Those are of servers that left (a reload, a pod gone
+  // from a DNS answer); without this each one ever seen stayed for the
+  // process's life. A server that comes back later starts afresh. Returns
+  // how many it forgot.
+  size_t prune_stats();
+  size_t stats_count() const;
 
  private:
   std::string name_;
@@ -64,6 +73,8 @@ class UpstreamRegistry {
   std::shared_ptr<UpstreamState> get_or_create(const std::string& name);
   // Null when `name` was never configured.
   std::shared_ptr<UpstreamState> find(const std::string& name) const;
+  // UpstreamState::prune_stats of every upstream; how many stats it forgot.
+  size_t prune_stats();
 
   // Publishes the servers of `upstream` (build_host_set: its IP literals,
   // and for its DNS names their last answers in resolved_names) when they

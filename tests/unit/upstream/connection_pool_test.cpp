@@ -34,7 +34,8 @@ class ConnectionPoolTest : public ::testing::Test {
 
   // A connected upstream connection to host_, pooled; its server end is
   // kept in servers_. Returns it for identity checks (the pool owns it).
-  UpstreamConnection* pool_one(uint32_t keepalive = kKeepalive, HostStats* host = nullptr) {
+  UpstreamConnection* pool_one(uint32_t keepalive = kKeepalive,
+                               std::shared_ptr<HostStats> host = nullptr) {
     auto conn = connected(host);
     UpstreamConnection* raw = conn.get();
     pool_.put(std::move(conn), keepalive);
@@ -42,12 +43,12 @@ class ConnectionPoolTest : public ::testing::Test {
   }
 
   // A connected upstream connection to `host` (host_ by default), not pooled.
-  std::unique_ptr<UpstreamConnection> connected(HostStats* host = nullptr) {
+  std::unique_ptr<UpstreamConnection> connected(std::shared_ptr<HostStats> host = nullptr) {
     auto conn = std::make_unique<UpstreamConnection>(io_.get_executor(), 4096);
     conn->socket.connect(acceptor_.local_endpoint());
     servers_.emplace_back(io_);
     acceptor_.accept(servers_.back());
-    conn->host = host != nullptr ? host : &host_;
+    conn->host = host != nullptr ? host : host_;
     return conn;
   }
 
@@ -62,7 +63,8 @@ class ConnectionPoolTest : public ::testing::Test {
 
   // Keeps, for `host`, a resumable TLS session made `age` ago that lasts
   // `lifetime`, as a connection that completed a handshake would.
-  void keep_session(HostStats* host, std::chrono::seconds age, std::chrono::seconds lifetime) {
+  void keep_session(std::shared_ptr<HostStats> host, std::chrono::seconds age,
+                    std::chrono::seconds lifetime) {
     auto conn = connected(host);
     tls::SslPtr ssl(SSL_new(client_ctx_.get()));
     tls::SslSessionPtr session(SSL_SESSION_new());
@@ -87,7 +89,7 @@ class ConnectionPoolTest : public ::testing::Test {
   // Takes one connection for a request that can be replayed and hands it
   // back at once, as a request that completed does; returns which it was.
   UpstreamConnection* use_one() {
-    auto conn = pool_.take(&host_, true);
+    auto conn = pool_.take(host_.get(), true);
     UpstreamConnection* raw = conn.get();
     if (conn) {
       pool_.put(std::move(conn), kKeepalive);
@@ -98,8 +100,8 @@ class ConnectionPoolTest : public ::testing::Test {
   asio::io_context io_;
   tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
   std::vector<tcp::socket> servers_;
-  HostStats host_;
-  HostStats other_;
+  std::shared_ptr<HostStats> host_ = std::make_shared<HostStats>();
+  std::shared_ptr<HostStats> other_ = std::make_shared<HostStats>();
   tls::SslCtxPtr client_ctx_{SSL_CTX_new(TLS_client_method())};
   std::shared_ptr<const tls::ClientContext> client_context_ =
       std::make_shared<tls::ClientContext>(tls::ClientContext::Private{});
@@ -124,7 +126,7 @@ TEST_F(ConnectionPoolTest, AQuietPoolReusesItsWarmestAndTheRestAgeOut) {
   rested(c, 5s);
   // None rested less than kSpreadIdle: the warmest, after its peek (it
   // rested more than kTrustIdle), again and again.
-  auto conn = pool_.take(&host_, false);
+  auto conn = pool_.take(host_.get(), false);
   EXPECT_EQ(conn.get(), c);
   pool_.put(std::move(conn), kKeepalive);
   EXPECT_EQ(use_one(), c);
@@ -139,13 +141,13 @@ TEST_F(ConnectionPoolTest, AQuietPoolReusesItsWarmestAndTheRestAgeOut) {
 TEST_F(ConnectionPoolTest, TheColdestFreshConnectionComesBeforeOlderOnes) {
   auto [old, b, c] = pool_three();
   rested(old, 5s);  // from before a quiet spell
-  auto first = pool_.take(&host_, true);
-  auto second = pool_.take(&host_, true);
-  auto third = pool_.take(&host_, true);
+  auto first = pool_.take(host_.get(), true);
+  auto second = pool_.take(host_.get(), true);
+  auto third = pool_.take(host_.get(), true);
   EXPECT_EQ(first.get(), b);
   EXPECT_EQ(second.get(), c);
   EXPECT_EQ(third.get(), old);  // no fresh one left: the warmest there is
-  EXPECT_FALSE(pool_.take(&host_, true));
+  EXPECT_FALSE(pool_.take(host_.get(), true));
 }
 
 TEST_F(ConnectionPoolTest, AConnectionTheServerClosedIsDroppedNotHandedOut) {
@@ -157,7 +159,7 @@ TEST_F(ConnectionPoolTest, AConnectionTheServerClosedIsDroppedNotHandedOut) {
   pollfd readable{b->socket.native_handle(), POLLIN, 0};
   ASSERT_EQ(::poll(&readable, 1, 2000), 1) << "the FIN did not arrive";
   // b is the warmest; its peek sees the FIN, so the next is tried.
-  auto conn = pool_.take(&host_, false);
+  auto conn = pool_.take(host_.get(), false);
   EXPECT_EQ(conn.get(), a);
   EXPECT_EQ(pool_.idle_count(), 0u);
 }
@@ -167,8 +169,8 @@ TEST_F(ConnectionPoolTest, AFullPoolDropsItsColdestConnection) {
   UpstreamConnection* b = pool_one(2);
   UpstreamConnection* c = pool_one(2);
   EXPECT_EQ(pool_.idle_count(), 2u);
-  auto first = pool_.take(&host_, true);
-  auto second = pool_.take(&host_, true);
+  auto first = pool_.take(host_.get(), true);
+  auto second = pool_.take(host_.get(), true);
   EXPECT_EQ(first.get(), b);
   EXPECT_EQ(second.get(), c);
 }
@@ -176,15 +178,15 @@ TEST_F(ConnectionPoolTest, AFullPoolDropsItsColdestConnection) {
 TEST_F(ConnectionPoolTest, KeepaliveZeroPoolsNothing) {
   pool_one(0);
   EXPECT_EQ(pool_.idle_count(), 0u);
-  EXPECT_FALSE(pool_.take(&host_, true));
+  EXPECT_FALSE(pool_.take(host_.get(), true));
 }
 
 TEST_F(ConnectionPoolTest, TheSweepClosesIdleConnectionsOfServersNoRequestAsksFor) {
   // other_ gets no more requests (a reload or a DNS answer took it away):
   // take() never looks at its connections again.
-  UpstreamConnection* aged = pool_one(kKeepalive, &other_);
-  UpstreamConnection* dead = pool_one(kKeepalive, &other_);
-  UpstreamConnection* live = pool_one(kKeepalive, &other_);
+  UpstreamConnection* aged = pool_one(kKeepalive, other_);
+  UpstreamConnection* dead = pool_one(kKeepalive, other_);
+  UpstreamConnection* live = pool_one(kKeepalive, other_);
   UpstreamConnection* fresh = pool_one();
   rested(aged, ConnectionPool::kMaxIdle + 1s);
   rested(dead, 5s);
@@ -196,19 +198,36 @@ TEST_F(ConnectionPoolTest, TheSweepClosesIdleConnectionsOfServersNoRequestAsksFo
   EXPECT_EQ(pool_.sweep(), 2u);
   EXPECT_TRUE(closed_by_pool(0));  // aged: its descriptor is closed, not just unlisted
   EXPECT_EQ(pool_.idle_count(), 2u);
-  EXPECT_EQ(pool_.take(&other_, false).get(), live);
-  EXPECT_EQ(pool_.take(&host_, true).get(), fresh);
+  EXPECT_EQ(pool_.take(other_.get(), false).get(), live);
+  EXPECT_EQ(pool_.take(host_.get(), true).get(), fresh);
   EXPECT_EQ(pool_.sweep(), 0u);
 }
 
 TEST_F(ConnectionPoolTest, TheSweepForgetsSessionsPastTheirLifetime) {
-  keep_session(&host_, 10s, 300s);
-  keep_session(&other_, 600s, 300s);  // a server gone ten minutes ago
-  ASSERT_NE(pool_.session(&host_, client_context_.get()), nullptr);
-  ASSERT_NE(pool_.session(&other_, client_context_.get()), nullptr);
+  keep_session(host_, 10s, 300s);
+  keep_session(other_, 600s, 300s);  // a server gone ten minutes ago
+  ASSERT_NE(pool_.session(host_.get(), client_context_.get()), nullptr);
+  ASSERT_NE(pool_.session(other_.get(), client_context_.get()), nullptr);
   pool_.sweep();
-  EXPECT_NE(pool_.session(&host_, client_context_.get()), nullptr);
-  EXPECT_EQ(pool_.session(&other_, client_context_.get()), nullptr);
+  EXPECT_NE(pool_.session(host_.get(), client_context_.get()), nullptr);
+  EXPECT_EQ(pool_.session(other_.get(), client_context_.get()), nullptr);
+}
+
+// The pool keys by HostStats address. While a connection or a session of a
+// server is in the pool, that server's stats must stay alive: freed, their
+// address could go to a new server's stats, which would then be handed the
+// old server's connection (UpstreamState::prune_stats frees unheld stats).
+TEST_F(ConnectionPoolTest, PooledConnectionsAndSessionsKeepTheirServersStatsAlive) {
+  auto departed = std::make_shared<HostStats>();
+  std::weak_ptr<HostStats> watch = departed;
+  pool_one(kKeepalive, departed);
+  keep_session(departed, 600s, 300s);  // past its lifetime: the next sweep drops it
+  departed.reset();
+  EXPECT_FALSE(watch.expired());
+  pool_.clear();  // the connection goes, the session stays
+  EXPECT_FALSE(watch.expired());
+  pool_.sweep();
+  EXPECT_TRUE(watch.expired());
 }
 
 }  // namespace

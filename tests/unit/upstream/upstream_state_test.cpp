@@ -33,5 +33,38 @@ TEST(UpstreamStateTest, HostsKeepTheConfiguredHostForTls) {
   EXPECT_EQ(hosts->hosts[1].endpoint.port(), 8443);
 }
 
+// Servers that left (a reload, a pod gone from a DNS answer) must not keep
+// their stats for the process's life; those of servers still listed, or
+// still used by a connection or an old server list, must stay.
+TEST(UpstreamStateTest, PruneStatsForgetsOnlyStatsNothingElseHolds) {
+  config::Upstream u;
+  u.name = "app";
+  u.servers = {server("10.0.0.5", 80, "10.0.0.5:80"), server("10.0.0.6", 80, "10.0.0.6:80")};
+  UpstreamRegistry registry;
+  registry.apply_static(u);
+  auto state = registry.get_or_create("app");
+  std::shared_ptr<HostStats> departed = state->hosts()->hosts[1].stats;
+  departed->failures.store(3);
+  u.servers.pop_back();  // 10.0.0.6 leaves
+  registry.apply_static(u);
+  ASSERT_EQ(state->hosts()->hosts.size(), 1u);
+
+  // Still held (here: a connection to it, or a worker's old server list).
+  EXPECT_EQ(registry.prune_stats(), 0u);
+  EXPECT_EQ(state->stats_count(), 2u);
+  EXPECT_EQ(state->stats_for("10.0.0.6:80"), departed);
+
+  std::weak_ptr<HostStats> watch = departed;
+  departed.reset();
+  EXPECT_EQ(registry.prune_stats(), 1u);
+  EXPECT_TRUE(watch.expired()) << "the departed server's stats are still alive";
+  EXPECT_EQ(state->stats_count(), 1u);
+  // The server still listed keeps its stats, the same object.
+  auto kept = state->hosts()->hosts[0].stats;
+  EXPECT_EQ(state->stats_for("10.0.0.5:80"), kept);
+  // One that comes back starts afresh.
+  EXPECT_EQ(state->stats_for("10.0.0.6:80")->failures.load(), 0u);
+}
+
 }  // namespace
 }  // namespace ward::upstream
