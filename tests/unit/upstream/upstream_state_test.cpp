@@ -18,12 +18,17 @@ config::ServerConfig server(const std::string& host, uint16_t port, const std::s
   return s;
 }
 
-TEST(UpstreamStateTest, HostsKeepTheConfiguredHostForTls) {
+config::Upstream upstream(const std::string& name, std::vector<config::ServerConfig> servers) {
   config::Upstream u;
-  u.name = "secure";
-  u.servers = {server("10.0.0.5", 443, "10.0.0.5:443"), server("::1", 8443, "[::1]:8443")};
+  u.name = name;
+  u.servers = std::move(servers);
+  return u;
+}
+
+TEST(UpstreamStateTest, HostsKeepTheConfiguredHostForTls) {
   UpstreamRegistry registry;
-  registry.apply_static(u);
+  registry.apply_static(upstream(
+      "secure", {server("10.0.0.5", 443, "10.0.0.5:443"), server("::1", 8443, "[::1]:8443")}));
   auto hosts = registry.get_or_create("secure")->hosts();
   ASSERT_EQ(hosts->hosts.size(), 2u);
   EXPECT_EQ(hosts->hosts[0].name, "10.0.0.5:443");
@@ -37,9 +42,8 @@ TEST(UpstreamStateTest, HostsKeepTheConfiguredHostForTls) {
 // their stats for the process's life; those of servers still listed, or
 // still used by a connection or an old server list, must stay.
 TEST(UpstreamStateTest, PruneStatsForgetsOnlyStatsNothingElseHolds) {
-  config::Upstream u;
-  u.name = "app";
-  u.servers = {server("10.0.0.5", 80, "10.0.0.5:80"), server("10.0.0.6", 80, "10.0.0.6:80")};
+  config::Upstream u = upstream(
+      "app", {server("10.0.0.5", 80, "10.0.0.5:80"), server("10.0.0.6", 80, "10.0.0.6:80")});
   UpstreamRegistry registry;
   registry.apply_static(u);
   auto state = registry.get_or_create("app");
