@@ -74,11 +74,14 @@ void ConnectionPool::keep_session(const UpstreamConnection& conn) {
   if (!conn.tls_stream || !conn.tls_context) {
     return;
   }
-  auto& slot = sessions_[conn.host.get()];
   SSL* ssl = conn.tls_stream->native_handle();
   SSL_SESSION* current = SSL_get0_session(ssl);
-  if (current == nullptr || current == slot.session.get() ||
-      SSL_SESSION_is_resumable(current) != 1) {
+  if (current == nullptr || SSL_SESSION_is_resumable(current) != 1) {
+    return;
+  }
+  // A slot only for a session kept: each slot owns its key (slot.host).
+  auto& slot = sessions_[conn.host.get()];
+  if (current == slot.session.get()) {
     return;
   }
   slot.session.reset(SSL_get1_session(ssl));
@@ -102,7 +105,7 @@ size_t ConnectionPool::sweep() {
   const long wall = static_cast<long>(std::time(nullptr));
   std::erase_if(sessions_, [&](const auto& entry) {
     const SSL_SESSION* s = entry.second.session.get();
-    return s == nullptr || SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= wall;
+    return SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= wall;
   });
   return closed;
 }
