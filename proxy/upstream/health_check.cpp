@@ -236,7 +236,6 @@ asio::awaitable<void> HealthChecker::run(std::shared_ptr<Target> t) {
 
 asio::awaitable<ProbeVerdict> HealthChecker::probe(Target& t) {
   UpstreamConnection conn(t.timer.get_executor(), 0);
-  conn.host = t.host.stats;
   conn.deadline.expires_after(t.hc.timeout);
   t.conn = &conn;
   struct Clear {
