@@ -267,8 +267,11 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
   const auto& snap = *ex.snapshot;
   const auto& route = snap.config->routes[static_cast<size_t>(ex.route)];
   const auto& ucfg = *snap.route_upstream_configs[static_cast<size_t>(ex.route)];
-  auto& wu = worker_.upstream(snap.route_upstreams[static_cast<size_t>(ex.route)], ucfg);
-  ex.hosts = wu.hosts;  // kept for the whole exchange, whatever DNS or a reload does
+  const auto& state = snap.route_upstreams[static_cast<size_t>(ex.route)];
+  // Not kept across a co_await (Worker::upstream): looked up again for every
+  // pick after the first.
+  WorkerUpstream* wu = &worker_.upstream(state, ucfg);
+  ex.hosts = wu->hosts;  // kept for the whole exchange, whatever DNS or a reload does
   const auto& hosts = ex.hosts;
   ex.upstream_name = ucfg.name;
 
@@ -305,7 +308,11 @@ asio::awaitable<void> RequestHandler::proxy(Exchange& ex) {
       pctx.hash = upstream::hash_key(rs_->client_text);
     }
     pctx.tried = tried;
-    int index = wu.balancer->pick(*hosts, pctx);
+    if (wu == nullptr) {
+      wu = &worker_.upstream(state, ucfg);
+    }
+    int index = wu->balancer->pick(*hosts, pctx);
+    wu = nullptr;  // the waits below may outlive it
     if (index < 0) {
       // Nothing available at all is 503; everything tried and failed is 502.
       fail_status = tried.empty() ? 503 : fail_status;

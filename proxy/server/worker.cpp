@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -123,13 +124,32 @@ asio::awaitable<void> Worker::mailbox_loop() {
 }
 
 void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
-  send([this, s = std::move(snapshot)]() mutable { snapshot_ = std::move(s); });
+  send([this, s = std::move(snapshot)]() mutable {
+    snapshot_ = std::move(s);
+    sync_upstreams();
+  });
 }
 
 void Worker::forget_departed_servers(std::shared_ptr<const ServerNames> current) {
   send([this, current = std::move(current)] {
+    sync_upstreams();
     drop_departed_servers(*shared_.metrics, index_, *current);
   });
+}
+
+void Worker::sync_upstreams() {
+  const auto& routed = snapshot_->route_upstreams;
+  std::erase_if(upstreams_, [&](const auto& entry) {
+    return std::find_if(routed.begin(), routed.end(), [&](const auto& state) {
+             return state.get() == entry.first;
+           }) == routed.end();
+  });
+  for (auto& [state, wu] : upstreams_) {
+    if (wu.version != state->version()) {
+      wu.hosts = state->hosts();
+      wu.version = wu.hosts->version;
+    }
+  }
 }
 
 void Worker::drain() {
@@ -156,6 +176,9 @@ void Worker::drain() {
 WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>& state,
                                  const config::Upstream& config) {
   auto& wu = upstreams_[state.get()];
+  if (!wu.state) {
+    wu.state = state;
+  }
   uint64_t v = state->version();
   if (!wu.hosts || wu.version != v) {
     wu.hosts = state->hosts();

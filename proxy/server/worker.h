@@ -50,8 +50,10 @@ struct ListenerInfo {
 };
 
 // A worker's view of one upstream: the HostSet it last fetched and its own
-// balancer. Only the worker's thread touches it.
+// balancer. Only the worker's thread touches it. It holds the state it is
+// keyed by, so that address cannot be another upstream's while it lives.
 struct WorkerUpstream {
+  std::shared_ptr<const upstream::UpstreamState> state;
   std::shared_ptr<const upstream::HostSet> hosts;
   uint64_t version = 0;
   std::unique_ptr<upstream::Balancer> balancer;
@@ -113,6 +115,10 @@ class Worker {
   // Worker thread only:
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   bool draining() const { return draining_; }
+  // The worker's view of `state`, made on first use. The reference is valid
+  // until the worker next runs what the main thread sent (a reload drops
+  // the views of upstreams no route uses any more): do not keep it across
+  // a co_await.
   WorkerUpstream& upstream(const std::shared_ptr<upstream::UpstreamState>& state,
                            const config::Upstream& config);
   upstream::ConnectionPool& pool() { return pool_; }
@@ -156,6 +162,11 @@ class Worker {
   void send(std::function<void()> f);
   // Worker thread: runs what send() queued, each time the eventfd wakes it.
   boost::asio::awaitable<void> mailbox_loop();
+  // Worker thread: drops the views of upstreams no route of snapshot_ uses
+  // (a reload removed them) and brings the others' server lists up to date,
+  // so neither keeps the stats of servers that left (an upstream without
+  // requests would otherwise hold its old list until its next request).
+  void sync_upstreams();
   // Worker thread: ConnectionPool::sweep every kSweepInterval until drain.
   boost::asio::awaitable<void> pool_sweep_loop();
 

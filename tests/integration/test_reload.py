@@ -57,6 +57,31 @@ def test_new_requests_use_the_new_config_and_open_connections_keep_working(group
                      ward.stderr_text())
 
 
+def test_a_request_retrying_across_a_reload_that_removes_its_upstream_keeps_its_servers(group):
+    """A request whose first try is in flight when a reload removes its
+    upstream still gets its retry, on the servers of the config it started
+    with; the reload drops the worker's balancer of that upstream, so the
+    retry must not use the one it had before the wait (ASan: use after
+    free)."""
+    a, b, c = group.whoami("a"), group.whoami("b"), group.whoami("c")
+    old = {"servers": [a.address, b.address], "retries": 1}
+    limits = {"request_timeout": "20s"}
+    ward = group.ward(base_config({"old": old}, limits=limits))
+    slow = ward.conn(timeout=15)
+    # Each server waits, then closes without answering: a failure before any
+    # response byte, which a GET is retried on.
+    slow.send(b"GET /?delay=1500&close=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: a.requests() + b.requests() == 1, 5, "the first try to reach a or b")
+
+    write_config(ward, base_config({"new": [c]}, limits=limits))
+    hup_and_wait(ward, 1)
+    assert ward.get("/").header("X-Whoami") == "c"  # the worker runs the new config
+
+    r = slow.read_response()
+    assert r.status == 502  # both old servers tried, both failed
+    assert (a.requests(), b.requests(), c.requests()) == (1, 1, 1)
+
+
 def test_a_bad_file_keeps_the_running_config(group):
     a = group.whoami("a")
     ward = group.ward(base_config({"app": [a]}))
