@@ -402,10 +402,12 @@ void Server::Impl::export_health() {
 // /metrics: after a reload, after a DNS answer changed an upstream's
 // servers, and once a minute for a series that a request in flight to such
 // a server started again after it left. The same minute, the stats of
-// servers that left go once nothing refers to them (workers drop the old
-// server lists with their next request, and pooled connections within
-// ConnectionPool::kMaxIdle).
+// servers that left go once nothing refers to them (workers bring their
+// server lists up to date here and drop those of upstreams a reload
+// removed, Worker::sync_upstreams; pooled connections go within
+// ConnectionPool::kMaxIdle), and so do the states of those upstreams.
 void Server::Impl::forget_departed_servers() {
+  upstreams.forget_unconfigured(config->upstreams);
   upstreams.prune_stats();
   auto current = std::make_shared<ServerNames>();
   for (const auto& u : config->upstreams) {

@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <set>
+#include <string_view>
 
 namespace ward::upstream {
 
@@ -52,6 +53,25 @@ size_t UpstreamRegistry::prune_stats() {
     pruned += state->prune_stats();
   }
   return pruned;
+}
+
+size_t UpstreamRegistry::forget_unconfigured(const std::vector<config::Upstream>& configured) {
+  std::set<std::string_view> names;
+  std::set<std::string_view> hosts;
+  for (const auto& u : configured) {
+    names.insert(u.name);
+    for (const auto& server : u.servers) {
+      if (!server.address.host_is_ip) {
+        hosts.insert(server.address.host);
+      }
+    }
+  }
+  std::erase_if(resolved_names, [&](const auto& entry) { return !hosts.contains(entry.first); });
+  // use_count() == 1: only this map holds it, and only get_or_create, on
+  // this same thread, hands out more.
+  return std::erase_if(states_, [&](const auto& entry) {
+    return !names.contains(entry.first) && entry.second.use_count() == 1;
+  });
 }
 
 namespace {

@@ -66,8 +66,9 @@ using ResolvedNames = std::map<std::string, std::vector<boost::asio::ip::address
 std::shared_ptr<HostSet> build_host_set(const config::Upstream& upstream,
                                         const ResolvedNames& resolved, UpstreamState& state);
 
-// Owns the UpstreamState of every upstream name ever configured in this
-// process. Main thread only (load and reload); workers hold shared_ptrs.
+// Owns the UpstreamState of every upstream configured in this process (and
+// of one a reload removed, until forget_unconfigured). Main thread only (load
+// and reload); workers hold shared_ptrs.
 class UpstreamRegistry {
  public:
   std::shared_ptr<UpstreamState> get_or_create(const std::string& name);
@@ -75,6 +76,13 @@ class UpstreamRegistry {
   std::shared_ptr<UpstreamState> find(const std::string& name) const;
   // UpstreamState::prune_stats of every upstream; how many stats it forgot.
   size_t prune_stats();
+  // Forgets the upstreams `configured` no longer names, once nothing else
+  // holds their state (a worker's view or older snapshot, a health check or
+  // DNS loop still ending), and the last answers of DNS names none of
+  // `configured` uses: without this, every upstream and name a reload ever
+  // removed stayed for the process's life. An upstream a later reload brings
+  // back starts afresh. Returns how many upstreams it forgot.
+  size_t forget_unconfigured(const std::vector<config::Upstream>& configured);
 
   // Publishes the servers of `upstream` (build_host_set: its IP literals,
   // and for its DNS names their last answers in resolved_names) when they

@@ -70,5 +70,43 @@ TEST(UpstreamStateTest, PruneStatsForgetsOnlyStatsNothingElseHolds) {
   EXPECT_EQ(state->stats_for("10.0.0.6:80")->failures.load(), 0u);
 }
 
+// A reload that removes or renames upstreams must not leave their states and
+// DNS answers for the process's life; one still in use (a worker's view, an
+// older snapshot) stays until that lets go, and the configured ones stay.
+TEST(UpstreamStateTest, ForgetUnconfiguredDropsOnlyRemovedUpstreamsNothingElseHolds) {
+  UpstreamRegistry registry;
+  config::Upstream kept = upstream("kept", {server("10.0.0.5", 80, "10.0.0.5:80")});
+  config::ServerConfig by_name;
+  by_name.address.host = "app.internal";
+  by_name.address.port = 80;
+  by_name.address.text = "app.internal:80";
+  kept.servers.push_back(by_name);
+  registry.resolved_names["app.internal"] = {boost::asio::ip::make_address("10.0.0.7")};
+  registry.resolved_names["gone.internal"] = {boost::asio::ip::make_address("10.0.0.8")};
+  registry.apply_static(kept);
+  registry.apply_static(upstream("removed", {server("10.0.0.6", 80, "10.0.0.6:80")}));
+  auto kept_state = registry.find("kept");
+  auto removed_state = registry.find("removed");
+  ASSERT_TRUE(kept_state && removed_state);
+
+  std::vector<config::Upstream> configured{kept};
+  EXPECT_EQ(registry.forget_unconfigured(configured), 0u) << "forgot a state still held";
+  EXPECT_EQ(registry.find("removed"), removed_state);
+  EXPECT_EQ(registry.resolved_names.count("app.internal"), 1u);
+  EXPECT_EQ(registry.resolved_names.count("gone.internal"), 0u);
+
+  std::weak_ptr<UpstreamState> watch = removed_state;
+  removed_state.reset();
+  kept_state.reset();
+  EXPECT_EQ(registry.forget_unconfigured(configured), 1u);
+  EXPECT_TRUE(watch.expired()) << "the removed upstream's state is still alive";
+  EXPECT_EQ(registry.find("removed"), nullptr);
+  ASSERT_NE(registry.find("kept"), nullptr) << "a configured upstream was forgotten";
+  // The name still configured kept its answer: a reload that keeps it keeps
+  // its servers until the next lookup.
+  registry.apply_static(kept);
+  EXPECT_EQ(registry.find("kept")->hosts()->hosts.size(), 2u);
+}
+
 }  // namespace
 }  // namespace ward::upstream
