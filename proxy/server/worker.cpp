@@ -144,11 +144,8 @@ void Worker::sync_upstreams() {
              return state.get() == entry.first;
            }) == routed.end();
   });
-  for (auto& [state, wu] : upstreams_) {
-    if (wu.version != state->version()) {
-      wu.hosts = state->hosts();
-      wu.version = wu.hosts->version;
-    }
+  for (auto& entry : upstreams_) {
+    entry.second.refresh();
   }
 }
 
@@ -179,11 +176,7 @@ WorkerUpstream& Worker::upstream(const std::shared_ptr<upstream::UpstreamState>&
   if (!wu.state) {
     wu.state = state;
   }
-  uint64_t v = state->version();
-  if (!wu.hosts || wu.version != v) {
-    wu.hosts = state->hosts();
-    wu.version = wu.hosts->version;
-  }
+  wu.refresh();
   if (!wu.balancer || wu.balance != config.balance) {
     wu.balancer = upstream::make_balancer(config.balance, seed_++);
     wu.balance = config.balance;

@@ -58,6 +58,15 @@ struct WorkerUpstream {
   uint64_t version = 0;
   std::unique_ptr<upstream::Balancer> balancer;
   config::Balance balance = config::Balance::round_robin;
+
+  // Fetches the state's server list when it changed since the last fetch
+  // (an acquire load when it did not).
+  void refresh() {
+    if (!hosts || version != state->version()) {
+      hosts = state->hosts();
+      version = hosts->version;
+    }
+  }
 };
 
 // One thread, one io_context, its own SO_REUSEPORT acceptor per listener, its
