@@ -72,7 +72,8 @@ std::shared_ptr<HostSet> build_host_set(const config::Upstream& upstream,
 class UpstreamRegistry {
  public:
   std::shared_ptr<UpstreamState> get_or_create(const std::string& name);
-  // Null when `name` was never configured.
+  // Null when `name` is not configured: never was, or forget_unconfigured
+  // dropped it after a reload removed it.
   std::shared_ptr<UpstreamState> find(const std::string& name) const;
   // UpstreamState::prune_stats of every upstream; how many stats it forgot.
   size_t prune_stats();
